@@ -1,0 +1,96 @@
+"""Figures of the book: one seaborn theme and one fixed colour per method in every chapter."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+# One colour per method for the whole book (colour-blind-safe "colorblind" palette first, then "dark").
+_PALETTE = sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)
+METHOD_COLORS: dict[str, tuple[float, float, float]] = {
+    name: _PALETTE[i] for i, name in enumerate((
+        "naive", "joint", "ewc", "online_ewc", "si", "mas", "lwf", "gem", "agem", "replay",
+        "der", "derpp", "generative_replay", "icarl", "prognet", "fel", "lora", "ogd", "replay_small", "l2",
+    ))
+}
+METHOD_LABELS = {"naive": "fine-tuning", "joint": "joint (upper bound)", "online_ewc": "online EWC",
+                 "ewc": "EWC", "si": "SI", "mas": "MAS", "lwf": "LwF", "gem": "GEM", "agem": "A-GEM",
+                 "replay": "ER", "der": "DER", "derpp": "DER++", "generative_replay": "generative replay",
+                 "icarl": "iCaRL", "prognet": "Progressive Nets", "fel": "FEL", "lora": "LoRA", "ogd": "OGD"}
+TASK_PALETTE = "crest"
+
+
+def set_theme() -> None:
+    """The book's look: white grid, readable fonts at book width, no top/right spines."""
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95,
+                  rc={"figure.dpi": 110, "savefig.dpi": 110, "axes.spines.top": False,
+                      "axes.spines.right": False, "figure.autolayout": False})
+
+
+def method_color(name: str) -> tuple[float, float, float]:
+    """The fixed colour of a method (grey for names the book has not assigned)."""
+    return METHOD_COLORS.get(name, (0.5, 0.5, 0.5))
+
+
+def method_label(name: str) -> str:
+    """The display name of a method."""
+    return METHOD_LABELS.get(name, name)
+
+
+def task_colors(n: int) -> list:
+    """``n`` ordered colours for tasks 1..n (light = early, dark = late)."""
+    return sns.color_palette(TASK_PALETTE, n)
+
+
+def plot_accuracy_matrix(R: np.ndarray, ax: plt.Axes | None = None, title: str = "",
+                         task_names: Sequence[str] | None = None) -> plt.Axes:
+    """Heatmap of :math:`R_{i,j}` (row: after learning task i; column: tested on task j)."""
+    ax = ax or plt.gca()
+    T = len(R)
+    labels = list(task_names) if task_names is not None else [f"T{j + 1}" for j in range(T)]
+    sns.heatmap(np.asarray(R), vmin=0, vmax=1, cmap="rocket", annot=T <= 10, fmt=".2f", square=True, cbar=False,
+                xticklabels=labels, yticklabels=[f"after T{i + 1}" for i in range(T)], ax=ax,
+                annot_kws={"fontsize": 8 if T > 5 else 9})
+    ax.set_xlabel("tested on")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=0)
+    ax.tick_params(axis="y", rotation=0)
+    return ax
+
+
+def plot_task_curves(steps: Sequence[int], curves: np.ndarray, boundaries: Sequence[int],
+                     ax: plt.Axes | None = None, title: str = "", task_names: Sequence[str] | None = None,
+                     chance: float | None = None) -> plt.Axes:
+    """Test accuracy on every task over training steps, with the task boundaries as dotted lines."""
+    ax = ax or plt.gca()
+    curves = np.asarray(curves)
+    T = curves.shape[1]
+    names = list(task_names) if task_names is not None else [f"T{j + 1}" for j in range(T)]
+    for j, colour in enumerate(task_colors(T)):
+        ax.plot(steps, curves[:, j], color=colour, lw=1.8, label=names[j])
+    for b in boundaries[:-1]:
+        ax.axvline(b, color="0.4", ls=":", lw=1)
+    if chance is not None:
+        ax.axhline(chance, color="0.6", ls="--", lw=1, label="chance")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title)
+    ax.legend(loc="lower left", fontsize=8, ncol=2, frameon=True)
+    return ax
+
+
+def plot_method_bars(results: dict[str, dict[str, float]], metric: str, ax: plt.Axes | None = None,
+                     title: str = "") -> plt.Axes:
+    """One bar per method for one metric of :func:`cfutils.metrics.summary`, in the method colours."""
+    ax = ax or plt.gca()
+    names = list(results)
+    ax.bar([method_label(n) for n in names], [results[n][metric] for n in names],
+           color=[method_color(n) for n in names])
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=30)
+    return ax
