@@ -16,9 +16,9 @@ if [ ! -f "$VENV/.complete" ]; then
     "$PY" -m pip install -q --no-deps -r "$ROOT/requirements-nodeps.txt"
     touch "$VENV/.complete"
 fi
-if ! "$PY" -c "import cfutils, pathlib, sys; sys.exit(pathlib.Path(cfutils.__file__).parent.parent != pathlib.Path('$ROOT'))" 2>/dev/null; then
-    "$PY" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
-fi
+# cfutils is imported from this checkout through PYTHONPATH (kernels inherit it), so several
+# checkouts can share one venv; `pip install -e .` is only for your own scripts elsewhere.
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 # Data: Debian's packages when we can use apt (root), otherwise torchvision downloads on first use.
 need_apt=()
@@ -31,6 +31,6 @@ if [ ${#need_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/n
 fi
 "$PY" -c "from cfutils.data import load_dataset; load_dataset('fashion_mnist')"
 
-export PATH="$VENV/bin:$PATH" PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PATH="$VENV/bin:$PATH"
 export CFUTILS_PROGRESS=0 PYTHONHASHSEED=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 cd "$ROOT"
