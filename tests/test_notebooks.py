@@ -72,3 +72,21 @@ def test_bad_parameters_fail_in_validation_cell(path: Path, overrides: dict, wor
     failed = next(i for i, c in enumerate(nb.cells)
                   if any(o.get("output_type") == "error" for o in c.get("outputs", [])))
     assert failed == injected + 1, "bad parameters must fail in the validation cell, before any long work"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_anatomy(path: Path):
+    """Colab cell hidden and pointing at the repository of _config.yml; parameters with a profile; clean metadata."""
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    colab = code[0]
+    assert "remove-cell" in colab.metadata.get("tags", []) and "google.colab" in colab.source
+    assert f"git+{repo}" in colab.source
+    params = code[1]
+    assert "parameters" in params.metadata.get("tags", []) and 'profile = "ci"' in params.source
+    assert nb.metadata.kernelspec.name == "python3" and "papermill" not in nb.metadata
+    assert all("execution" not in c.metadata for c in nb.cells), "timing metadata: use scripts/execute_notebooks.py"
+    executed = [c for c in code[1:] if c.source.strip()]
+    assert all(c.execution_count is not None for c in executed), "commit notebooks executed"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
