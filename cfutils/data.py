@@ -207,7 +207,8 @@ def _download_with_torchvision(name: str) -> dict[str, torch.Tensor]:
         train, test = cls(root, train=True, download=True), cls(root, train=False, download=True)
     except Exception as err:  # noqa: BLE001 - network and integrity errors all need the same advice
         hint = " or `apt-get install dataset-fashion-mnist`" if name == "fashion_mnist" else ""
-        raise DataError(f"could not load {name} ({err}); connect to the internet{hint}, "
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"could not load {name} ({reason}); connect to the internet{hint}, "
                         f"or delete {root} if a download was interrupted") from err
 
     def arrays(ds):

@@ -3,6 +3,7 @@ import gzip
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,7 +40,7 @@ def sandbox(tmp_path, monkeypatch):
 def test_cache_is_built_then_reused(sandbox):
     _, cache = sandbox
     first = load_dataset()
-    assert cache.exists() and not list(cache.parent.glob("*.tmp"))
+    assert cache.exists() and not list(cache.parent.glob(".*.tmp"))
     stamp = cache.stat().st_mtime_ns
     second = load_dataset()
     assert cache.stat().st_mtime_ns == stamp and torch.equal(first.y_test, second.y_test)
@@ -63,7 +64,8 @@ def test_corrupt_source_file_is_named_and_leaves_no_cache(sandbox):
     path.write_bytes(gzip.compress(bytes(raw)))
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz.*reinstall"):
         load_dataset()
-    assert not cache.exists() and not list(cache.parent.glob("*")) if cache.parent.exists() else True
+    assert not cache.exists()
+    assert not cache.parent.exists() or not list(cache.parent.glob(".*.tmp"))
 
 
 @needs_debian_files
@@ -87,3 +89,39 @@ def test_atomic_save_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         data._atomic_save({"a": Unpicklable()}, target)
     assert list(tmp_path.iterdir()) == []
+
+
+class FakeTorchvision:
+    """Stands in for a torchvision dataset class: CIFAR-like uint8 HWC images, or a failing download."""
+
+    fail = False
+
+    def __init__(self, root, train, download):
+        if self.fail:
+            raise RuntimeError("Error downloading: Name or service not known")
+        n = 20 if train else 10
+        self.data = np.random.default_rng(int(train)).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        self.targets = [i % 10 for i in range(n)]
+
+
+@pytest.fixture
+def fake_cifar(tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("CFUTILS_DATA", str(tmp_path))
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeTorchvision)
+    return tmp_path
+
+
+def test_download_path_gives_nchw_standardised_tensors(fake_cifar):
+    ds = load_dataset("cifar10")
+    assert ds.x_train.shape == (20, 3, 32, 32) and ds.y_test.tolist() == list(range(10))
+    assert torch.allclose(ds.x_train.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)
+    assert (fake_cifar / "cifar10.pt").exists()
+
+
+def test_failed_download_says_what_to_do(fake_cifar, monkeypatch):
+    monkeypatch.setattr(FakeTorchvision, "fail", True)
+    with pytest.raises(DataError, match=r"could not load cifar10 \(Error downloading.*connect to the internet"):
+        load_dataset("cifar10")
+    assert not (fake_cifar / "cifar10.pt").exists()
