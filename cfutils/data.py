@@ -140,7 +140,7 @@ def load_dataset(name: str = "fashion_mnist", device: str | torch.device = "cpu"
     arrays = _read_cache(cache)
     if arrays is None:
         arrays = _read_sources(name)
-        _atomic_save(arrays, cache)
+        atomic_save(arrays, cache)
     x_train, x_test = _standardise(arrays["train_x"], arrays["test_x"])
     to = dict(device=device)
     return Dataset(name, x_train.to(**to), arrays["train_y"].long().to(**to), x_test.to(**to),
@@ -218,7 +218,7 @@ def _download_with_torchvision(name: str) -> dict[str, torch.Tensor]:
     return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
 
 
-def _atomic_save(obj: object, path: Path) -> None:
+def atomic_save(obj: object, path: Path) -> None:
     """Write ``obj`` next to ``path`` under a temporary name, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

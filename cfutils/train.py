@@ -8,13 +8,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import metrics
-from .data import Task, TaskStream
+from .data import Task, TaskStream, atomic_save
 from .methods.base import Method
 from .repro import check_choice, check_float, check_int, progress
 
@@ -34,6 +35,7 @@ class RunResult:
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     samples: int = 0
+    steps_done: int = 0
 
     def summary(self) -> dict[str, float]:
         """ACC, BWT, FWT and forgetting of :attr:`R` (see :mod:`cfutils.metrics`)."""
@@ -65,12 +67,15 @@ def evaluate(method: Method, model: nn.Module, tasks: list[Task] | TaskStream, b
 def train(method: Method, model: nn.Module, stream: TaskStream, *, epochs: int = 1, batch_size: int = 128,
           lr: float = 0.01, optimizer: str = "sgd", momentum: float = 0.0, eval_every: int | None = None,
           generator: torch.Generator | None = None, reset_optimizer: bool = True,
-          on_step: Callable[[int, nn.Module], None] | None = None) -> RunResult:
+          on_step: Callable[[int, nn.Module], None] | None = None,
+          checkpoint: str | Path | None = None) -> RunResult:
     """Train ``model`` on each task of ``stream`` in turn with ``method``; return the accuracy matrix.
 
     ``eval_every`` (steps) also records test accuracy on every task along the way (``steps``,
     ``curves``); ``boundaries`` holds the step at which each task ended. ``on_step(step, model)`` is
     called after every optimizer step, for analyses that watch training (e.g. a loss on another task).
+    With ``checkpoint`` (a file path) the state is saved after every task and an interrupted run
+    resumes after the last task it finished.
     """
     check_int("epochs", epochs, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
@@ -79,41 +84,82 @@ def train(method: Method, model: nn.Module, stream: TaskStream, *, epochs: int =
     if eval_every is not None:
         check_int("eval_every", eval_every, minimum=1)
     generator = generator or torch.Generator().manual_seed(0)
+    run_id = dict(method=method.name, tasks=[t.name for t in stream], epochs=epochs, batch_size=batch_size, lr=lr,
+                  optimizer=optimizer, momentum=momentum, eval_every=eval_every)
     method.setup(model, stream)
     T = len(stream)
     result = RunResult(method.name, np.zeros((T, T)), evaluate(method, model, stream))
-    curve: list[np.ndarray] = []
     if eval_every:
         result.steps.append(0)
-        curve.append(result.random_init)
-    step, opt, start = 0, None, time.perf_counter()
+        result.curves = result.random_init[None]
+    opt, done = None, 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        result, opt_state, done = _resume(Path(checkpoint), run_id, method, model, generator)
+        if opt_state is not None:
+            opt = make_optimizer(optimizer, list(method.parameters(model)), lr, momentum)
+            opt.load_state_dict(opt_state)
+    start, seconds_before = time.perf_counter(), result.seconds
     model.train()
-    for task in progress(stream.tasks, desc=method.name, leave=False):
+    for task in progress(stream.tasks[done:], desc=method.name, leave=False):
         method.task = task
         method.before_task(model, task)
         if opt is None or reset_optimizer:
             opt = make_optimizer(optimizer, list(method.parameters(model)), lr, momentum)
-        x, y, t = method.training_data(task)
-        for _ in range(epochs):
-            order = torch.randperm(len(y), generator=generator).to(y.device)
-            for idx in order.split(batch_size):
-                opt.zero_grad(set_to_none=True)
-                loss = method.loss(model, x[idx], y[idx], t[idx])
-                loss.backward()
-                method.after_backward(model)
-                opt.step()
-                method.after_step(model)
-                step += 1
-                result.samples += len(idx)
-                result.losses.append(float(loss.detach()))
-                if on_step is not None:
-                    on_step(step, model)
-                if eval_every and step % eval_every == 0:
-                    result.steps.append(step)
-                    curve.append(evaluate(method, model, stream))
+        _learn(method, model, task, opt, result, epochs, batch_size, eval_every, generator, on_step)
         method.after_task(model, task)
-        result.boundaries.append(step)
+        result.boundaries.append(result.steps_done)
         result.R[task.index] = evaluate(method, model, stream)
-    result.seconds = time.perf_counter() - start
-    result.curves = np.array(curve) if curve else None
+        result.seconds = seconds_before + time.perf_counter() - start
+        if checkpoint is not None:
+            _save(Path(checkpoint), run_id, method, model, generator, result, None if reset_optimizer else opt)
     return result
+
+
+def _learn(method: Method, model: nn.Module, task: Task, opt: torch.optim.Optimizer, result: RunResult,
+           epochs: int, batch_size: int, eval_every: int | None, generator: torch.Generator,
+           on_step: Callable[[int, nn.Module], None] | None) -> None:
+    """Every optimizer step of one task: shuffled mini-batches sliced from the task's tensors."""
+    x, y, t = method.training_data(task)
+    losses = []
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=generator).to(y.device)
+        for idx in order.split(batch_size):
+            opt.zero_grad(set_to_none=True)
+            loss = method.loss(model, x[idx], y[idx], t[idx])
+            loss.backward()
+            method.after_backward(model)
+            opt.step()
+            method.after_step(model)
+            result.steps_done += 1
+            result.samples += len(idx)
+            losses.append(loss.detach())
+            if on_step is not None:
+                on_step(result.steps_done, model)
+            if eval_every and result.steps_done % eval_every == 0:
+                result.steps.append(result.steps_done)
+                result.curves = np.vstack([result.curves, evaluate(method, model, method.stream)])
+    result.losses += torch.stack(losses).tolist()
+
+
+_NOT_SAVED = ("stream", "masks", "task")
+
+
+def _save(path: Path, run_id: dict, method: Method, model: nn.Module, generator: torch.Generator,
+          result: RunResult, opt: torch.optim.Optimizer | None) -> None:
+    state = {k: v for k, v in vars(method).items() if k not in _NOT_SAVED}
+    atomic_save({"run_id": run_id, "model": model.state_dict(), "method": state, "rng": generator.get_state(),
+                 "result": result, "optimizer": None if opt is None else opt.state_dict()}, path)
+
+
+def _resume(path: Path, run_id: dict, method: Method, model: nn.Module,
+            generator: torch.Generator) -> tuple[RunResult, dict | None, int]:
+    try:
+        saved = torch.load(path, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}); delete it to start afresh") from err
+    if saved["run_id"] != run_id:
+        raise ValueError(f"checkpoint {path} belongs to another run; delete it or pass another checkpoint path")
+    model.load_state_dict(saved["model"])
+    vars(method).update(saved["method"])
+    generator.set_state(saved["rng"])
+    return saved["result"], saved["optimizer"], len(saved["result"].boundaries)

@@ -87,7 +87,7 @@ def test_atomic_save_leaves_nothing_on_failure(tmp_path):
 
     target = tmp_path / "x.pt"
     with pytest.raises(RuntimeError):
-        data._atomic_save({"a": Unpicklable()}, target)
+        data.atomic_save({"a": Unpicklable()}, target)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -97,3 +97,37 @@ def test_evaluate_on_a_subset_of_tasks(tiny):
     m = Naive()
     m.setup(MLP(64, (32,), 10), s)
     assert evaluate(m, MLP(64, (32,), 10), s.tasks[:2]).shape == (2,)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_checkpoint_resumes_an_interrupted_run_exactly(tiny, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    full, full_model = run(tiny, Naive(), eval_every=7)
+
+    def crash_in_task_4(step, model):
+        if step == full.boundaries[2] + 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(tiny, Naive(), eval_every=7, checkpoint=ckpt, on_step=crash_in_task_4)
+    assert ckpt.exists()
+    g = seed_everything(0)
+    model = MLP(64, (32,), 10)
+    resumed = train(Naive(), model, split_stream(tiny, 5), lr=0.3, batch_size=16, generator=g, eval_every=7,
+                    checkpoint=ckpt)
+    assert np.array_equal(resumed.R, full.R) and resumed.losses == full.losses and resumed.steps == full.steps
+    assert np.array_equal(resumed.curves, full.curves)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), full_model.parameters()))
+
+
+def test_checkpoint_of_another_run_is_refused(tiny, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    run(tiny, Naive(), checkpoint=ckpt)
+    with pytest.raises(ValueError, match="another run"):
+        run(tiny, Naive(), checkpoint=ckpt, epochs=2)
+    ckpt.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot be read"):
+        run(tiny, Naive(), checkpoint=ckpt)
