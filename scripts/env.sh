@@ -11,9 +11,9 @@ if [ ! -f "$VENV/.complete" ]; then
     echo "[env] creating $VENV (first time: ~5 min, mostly the torch download)"
     rm -rf "$VENV"
     python3 -m venv "$VENV"
-    "$PY" -m pip install -q --upgrade pip
-    "$PY" -m pip install -q -r "$ROOT/requirements.txt"
-    "$PY" -m pip install -q --no-deps -r "$ROOT/requirements-nodeps.txt"
+    quiet() { "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }; }   # this machine's pip config is chatty
+    quiet "$PY" -m pip install -q -r "$ROOT/requirements.txt"
+    quiet "$PY" -m pip install -q --no-deps -r "$ROOT/requirements-nodeps.txt"
     touch "$VENV/.complete"
 fi
 # cfutils is imported from this checkout through PYTHONPATH (kernels inherit it), so several
