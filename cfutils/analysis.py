@@ -7,11 +7,13 @@ r"""Tools that look inside a network that forgets: loss landscapes, linear probe
   (a least-squares probe), which separates "the features are lost" from "the head no longer reads them".
 * :func:`linear_cka` -- linear centred kernel alignment (Kornblith et al., 2019) between two feature
   matrices of the same inputs: 1 for representations equal up to rotation and scale, 0 for unrelated ones.
+* :func:`flat_parameters` and :func:`at_parameters` -- a model's parameters as one vector, and back.
 * :func:`group_logits` and :func:`group_shares` -- mean logit and share of predictions per group of
   output units (e.g. the classes of old and new tasks): the bias of the output layer towards recent classes.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
-from torch.nn.utils import parameters_to_vector
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 
 def flat_parameters(model: nn.Module) -> torch.Tensor:
@@ -70,8 +72,13 @@ def loss_along_line(model: nn.Module, start: torch.Tensor, end: torch.Tensor, x:
     return LinePath(alphas, np.array(losses), np.array(accs))
 
 
+def _f64(t: torch.Tensor) -> torch.Tensor:
+    """float64 on the CPU: exact enough for the closed forms below, and available on every backend."""
+    return t.detach().to("cpu", torch.float64)
+
+
 def _design(features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    z = (features.double() - mean) / std
+    z = (_f64(features) - mean) / std
     return torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype, device=z.device)], dim=1)
 
 
@@ -89,9 +96,10 @@ def linear_probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tens
         raise ValueError("features and labels must have the same number of rows")
     if not ridge > 0:
         raise ValueError(f"ridge={ridge!r} must be positive")
+    train_labels, test_labels = train_labels.cpu(), test_labels.cpu()
     classes = torch.unique(train_labels)
-    mean = train_features.double().mean(dim=0)
-    std = train_features.double().std(dim=0).clamp_min(1e-6)
+    mean = _f64(train_features).mean(dim=0)
+    std = _f64(train_features).std(dim=0).clamp_min(1e-6)
     Z = _design(train_features, mean, std)
     Y = (train_labels[:, None] == classes[None, :]).double()
     gram = Z.T @ Z + ridge * len(Z) * torch.eye(Z.shape[1], dtype=Z.dtype, device=Z.device)
@@ -110,8 +118,8 @@ def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
     """
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X and Y must describe the same inputs, got {X.shape[0]} and {Y.shape[0]} rows")
-    X = X.double().flatten(1)
-    Y = Y.double().flatten(1)
+    X = _f64(X).flatten(1)
+    Y = _f64(Y).flatten(1)
     X = X - X.mean(dim=0)
     Y = Y - Y.mean(dim=0)
     cross = torch.linalg.matrix_norm(Y.T @ X) ** 2
@@ -130,3 +138,11 @@ def group_shares(logits: torch.Tensor, groups: Sequence[Sequence[int]]) -> np.nd
     predicted = logits.argmax(dim=1)
     return np.array([float(torch.isin(predicted, torch.tensor(list(g), device=predicted.device)).float().mean())
                      for g in groups])
+
+
+def at_parameters(model: nn.Module, theta: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` whose parameters are the flat vector ``theta`` (the original is left untouched)."""
+    clone = copy.deepcopy(model)
+    _unflatten(clone, theta)  # checks the size
+    vector_to_parameters(theta.to(next(clone.parameters()).device), clone.parameters())
+    return clone

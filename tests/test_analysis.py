@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import vector_to_parameters
 
-from cfutils.analysis import (flat_parameters, group_logits, group_shares, linear_cka, linear_probe_accuracy,
+from cfutils.analysis import (at_parameters, flat_parameters, group_logits, group_shares, linear_cka, linear_probe_accuracy,
                               loss_along_line)
 from cfutils.models import MLP
 
@@ -95,3 +95,16 @@ def test_group_logits_and_shares():
     logits = torch.tensor([[3.0, 0.0, 1.0, 0.0], [0.0, 1.0, 5.0, 3.0]])
     np.testing.assert_allclose(group_logits(logits, [(0, 1), (2, 3)]), [1.0, 2.25])
     np.testing.assert_allclose(group_shares(logits, [(0, 1), (2, 3)]), [0.5, 0.5])
+
+
+def test_at_parameters_builds_a_copy_with_the_given_vector():
+    a, b = tiny_model(0), tiny_model(1)
+    theta_b = flat_parameters(b)
+    clone = at_parameters(a, theta_b)
+    assert torch.equal(flat_parameters(clone), theta_b)
+    assert not torch.equal(flat_parameters(a), theta_b)
+    x = torch.randn(4, 6)
+    with torch.no_grad():
+        assert torch.allclose(clone(x), b(x))
+    with pytest.raises(ValueError, match="parameters"):
+        at_parameters(a, theta_b[:-1])
