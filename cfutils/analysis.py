@@ -1,0 +1,148 @@
+r"""Tools that look inside a network that forgets: loss landscapes, linear probes, representation similarity.
+
+* :func:`loss_along_line` -- the loss of a task along the straight line between two parameter vectors,
+  :math:`L(\alpha) = \mathcal{L}\big((1-\alpha)\,\theta_A + \alpha\,\theta_B\big)`: does :math:`\theta` leave
+  task A's basin on its way to task B?
+* :func:`linear_probe_accuracy` -- how linearly decodable the classes still are from frozen features
+  (a least-squares probe), which separates "the features are lost" from "the head no longer reads them".
+* :func:`linear_cka` -- linear centred kernel alignment (Kornblith et al., 2019) between two feature
+  matrices of the same inputs: 1 for representations equal up to rotation and scale, 0 for unrelated ones.
+* :func:`flat_parameters` and :func:`at_parameters` -- a model's parameters as one vector, and back.
+* :func:`group_logits` and :func:`group_shares` -- mean logit and share of predictions per group of
+  output units (e.g. the classes of old and new tasks): the bias of the output layer towards recent classes.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+
+def flat_parameters(model: nn.Module) -> torch.Tensor:
+    """A detached copy of all parameters as one vector :math:`\\theta \\in \\mathbb{R}^P` (``model.parameters()`` order)."""
+    return parameters_to_vector(model.parameters()).detach().clone()
+
+
+def _unflatten(model: nn.Module, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Split a flat vector into ``{name: tensor}`` shaped like the model's parameters."""
+    params = dict(model.named_parameters())
+    sizes = [p.numel() for p in params.values()]
+    if theta.numel() != sum(sizes):
+        raise ValueError(f"theta has {theta.numel()} entries but the model has {sum(sizes)} parameters")
+    return {name: chunk.view_as(p) for (name, p), chunk in zip(params.items(), theta.split(sizes))}
+
+
+@dataclass(frozen=True)
+class LinePath:
+    """Loss and accuracy of one task at the points :math:`(1-\\alpha)\\theta_A + \\alpha\\theta_B`."""
+
+    alphas: np.ndarray
+    loss: np.ndarray
+    accuracy: np.ndarray
+
+
+@torch.no_grad()
+def loss_along_line(model: nn.Module, start: torch.Tensor, end: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                    alphas: Sequence[float] | np.ndarray = np.linspace(0, 1, 21),
+                    mask: torch.Tensor | None = None) -> LinePath:
+    r"""Cross-entropy and accuracy on ``(x, y)`` along the segment from ``start`` to ``end``.
+
+    :math:`L(\alpha) = -\frac1n \sum_i \log \mathrm{softmax}\big(f(x_i; \theta_\alpha)\big)_{y_i}` with
+    :math:`\theta_\alpha = (1-\alpha)\,\theta_{\text{start}} + \alpha\,\theta_{\text{end}}`, evaluated with
+    ``torch.func.functional_call`` so the model's own parameters are left untouched. ``mask`` (bool, one
+    entry per output unit) keeps only the units a task may use, as in task-IL.
+    """
+    if start.shape != end.shape:
+        raise ValueError(f"start and end must have the same shape, got {tuple(start.shape)} and {tuple(end.shape)}")
+    alphas = np.asarray(alphas, dtype=float)
+    losses, accs = [], []
+    for a in alphas:
+        logits = functional_call(model, _unflatten(model, torch.lerp(start, end, float(a))), (x,))
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf"))
+        losses.append(float(F.cross_entropy(logits, y)))
+        accs.append(float((logits.argmax(dim=1) == y).float().mean()))
+    return LinePath(alphas, np.array(losses), np.array(accs))
+
+
+def _f64(t: torch.Tensor) -> torch.Tensor:
+    """float64 on the CPU: exact enough for the closed forms below, and available on every backend."""
+    return t.detach().to("cpu", torch.float64)
+
+
+def _design(features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    z = (_f64(features) - mean) / std
+    return torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype, device=z.device)], dim=1)
+
+
+@torch.no_grad()
+def linear_probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                          test_labels: torch.Tensor, ridge: float = 1e-2) -> float:
+    r"""Test accuracy of a least-squares linear probe trained on frozen features.
+
+    Features are standardised with the training mean and standard deviation and given a bias column
+    (:math:`Z`); one-hot targets :math:`Y` over the classes present in ``train_labels`` are fitted by ridge
+    regression, :math:`W = (Z^\top Z + \lambda n I)^{-1} Z^\top Y`, and the prediction is
+    :math:`\arg\max_c (ZW)_c`. Closed form: deterministic and fast, no learning rate to tune.
+    """
+    if len(train_features) != len(train_labels) or len(test_features) != len(test_labels):
+        raise ValueError("features and labels must have the same number of rows")
+    if not ridge > 0:
+        raise ValueError(f"ridge={ridge!r} must be positive")
+    train_labels, test_labels = train_labels.cpu(), test_labels.cpu()
+    classes = torch.unique(train_labels)
+    mean = _f64(train_features).mean(dim=0)
+    std = _f64(train_features).std(dim=0).clamp_min(1e-6)
+    Z = _design(train_features, mean, std)
+    Y = (train_labels[:, None] == classes[None, :]).double()
+    gram = Z.T @ Z + ridge * len(Z) * torch.eye(Z.shape[1], dtype=Z.dtype, device=Z.device)
+    W = torch.linalg.solve(gram, Z.T @ Y)
+    predicted = classes[(_design(test_features, mean, std) @ W).argmax(dim=1)]
+    return float((predicted == test_labels).double().mean())
+
+
+@torch.no_grad()
+def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
+    r"""Linear CKA (Kornblith et al., 2019) of two representations of the same ``n`` inputs.
+
+    With column-centred :math:`X \in \mathbb{R}^{n\times p}`, :math:`Y \in \mathbb{R}^{n\times q}`:
+    :math:`\mathrm{CKA}(X, Y) = \frac{\lVert Y^\top X\rVert_F^2}{\lVert X^\top X\rVert_F\,\lVert Y^\top Y\rVert_F}`.
+    Invariant to orthogonal transformations and isotropic scaling of either representation.
+    """
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X and Y must describe the same inputs, got {X.shape[0]} and {Y.shape[0]} rows")
+    X = _f64(X).flatten(1)
+    Y = _f64(Y).flatten(1)
+    X = X - X.mean(dim=0)
+    Y = Y - Y.mean(dim=0)
+    cross = torch.linalg.matrix_norm(Y.T @ X) ** 2
+    return float(cross / (torch.linalg.matrix_norm(X.T @ X) * torch.linalg.matrix_norm(Y.T @ Y)))
+
+
+@torch.no_grad()
+def group_logits(logits: torch.Tensor, groups: Sequence[Sequence[int]]) -> np.ndarray:
+    """Mean logit over the samples and the output units of each group (e.g. old vs new classes)."""
+    return np.array([float(logits[:, list(g)].mean()) for g in groups])
+
+
+@torch.no_grad()
+def group_shares(logits: torch.Tensor, groups: Sequence[Sequence[int]]) -> np.ndarray:
+    """Fraction of the samples whose predicted class (argmax) lies in each group."""
+    predicted = logits.argmax(dim=1)
+    return np.array([float(torch.isin(predicted, torch.tensor(list(g), device=predicted.device)).float().mean())
+                     for g in groups])
+
+
+def at_parameters(model: nn.Module, theta: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` whose parameters are the flat vector ``theta`` (the original is left untouched)."""
+    clone = copy.deepcopy(model)
+    _unflatten(clone, theta)  # checks the size
+    vector_to_parameters(theta.to(next(clone.parameters()).device), clone.parameters())
+    return clone
