@@ -72,7 +72,10 @@ def probabilities(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None =
 
 
 def fisher_exact(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None) -> Params:
-    r""":math:`F = \frac1N\sum_n \sum_c p_\theta(c\mid x_n)\, (\nabla \log p_\theta(c\mid x_n))^2`: one pass per class."""
+    r""":math:`F = \frac1N\sum_n \sum_c p_\theta(c\mid x_n)\, (\nabla \log p_\theta(c\mid x_n))^2`.
+
+    One batched pass of per-sample gradients per class (classes a task-IL ``mask`` excludes have p = 0).
+    """
     p = probabilities(model, x, mask)
     parts = [per_sample_reduce(model, x, torch.full((len(x),), c, device=x.device), neg_log_likelihood,
                                weights=p[:, c], mask=mask)
@@ -82,7 +85,10 @@ def fisher_exact(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = 
 
 def fisher_sampled(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None,
                    generator: torch.Generator | None = None) -> Params:
-    r"""One label per sample drawn from the model, :math:`\hat y_n \sim p_\theta(\cdot\mid x_n)`: unbiased for :math:`F`."""
+    r"""One label per sample drawn from the model, :math:`\hat y_n \sim p_\theta(\cdot\mid x_n)`.
+
+    An unbiased Monte-Carlo estimate of :func:`fisher_exact`, at the cost of one pass instead of one per class.
+    """
     p = probabilities(model, x, mask)
     y_hat = torch.multinomial(p.cpu(), 1, generator=generator).squeeze(1).to(x.device)
     return per_sample_reduce(model, x, y_hat, neg_log_likelihood, mask=mask)
@@ -95,7 +101,10 @@ def fisher_empirical(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: t
 
 def fisher_batch_squared(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None,
                          batch_size: int = 128) -> Params:
-    r"""The blog recipe: :math:`\frac1K \sum_k (\nabla \frac1B \sum_{n\in k} -\log p_\theta(y_n\mid x_n))^2` (not a Fisher)."""
+    r"""The blog recipe, :math:`\frac1K \sum_k \big(\nabla \frac1B \sum_{n\in k} -\log p_\theta(y_n\mid x_n)\big)^2`.
+
+    Not a Fisher: the square of a mean gradient over ``K`` batches of ``batch_size``, shown for comparison.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     names = list(trainable(model))
     total = [torch.zeros_like(p) for p in params]

@@ -51,7 +51,8 @@ def test_sampled_fisher_is_unbiased_and_batch_of_one_is_empirical():
     exact = fisher.fisher_exact(model, x)
     sampled = fisher.fisher_sampled(model, x, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(sampled["w"], exact["w"], rtol=0.08, atol=0)
-    empirical, batch1 = fisher.fisher_empirical(model, x[:50], y[:50]), fisher.fisher_batch_squared(model, x[:50], y[:50], batch_size=1)
+    empirical = fisher.fisher_empirical(model, x[:50], y[:50])
+    batch1 = fisher.fisher_batch_squared(model, x[:50], y[:50], batch_size=1)
     torch.testing.assert_close(batch1["w"], empirical["w"])
     assert fisher.fisher_batch_squared(model, x, y)["w"] < 0.1 * fisher.fisher_empirical(model, x, y)["w"]
 

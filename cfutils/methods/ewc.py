@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..data import Task
-from ..fisher import KINDS, fisher
+from ..fisher import KINDS, fisher as diagonal_fisher
 from ..repro import check_choice, check_float, check_int
 from .quadratic import QuadraticPenalty
 
@@ -41,7 +41,7 @@ class EWC(QuadraticPenalty):
         """The diagonal Fisher of ``task`` at the current parameters, on ``n_fisher`` random training samples."""
         pick = torch.randperm(task.n_train, generator=self.generator)[: self.n_fisher].to(task.y_train.device)
         mask = None if self.masks is None else self.masks[task.index]
-        return fisher(self.fisher, model, task.x_train[pick], task.y_train[pick], mask, self.generator)
+        return diagonal_fisher(self.fisher, model, task.x_train[pick], task.y_train[pick], mask, self.generator)
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         if task.index < len(self.stream) - 1:  # the last task's Fisher would never be used
