@@ -19,6 +19,8 @@ COMMON_BAD = [({"profile": "huge"}, "profile"), ({"dataset": "imagenet"}, "datas
 BAD_PARAMETERS: dict[str, list[tuple[dict, str]]] = {
     "01_definition_and_causes": [({"lr": -0.1}, "lr"), ({"n_tasks": 0}, "n_tasks"), ({"n_tasks": 3}, "n_tasks"),
                                  ({"seed": -1}, "seed")],
+    "02_ewc": [({"lam": -1.0}, "lam"), ({"n_tasks": 0}, "n_tasks"), ({"gamma": 1.5}, "gamma"),
+               ({"si_c": -5.0}, "si_c"), ({"lr": 0.0}, "lr")],
 }
 
 
