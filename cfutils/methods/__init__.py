@@ -2,5 +2,11 @@
 from .base import Method
 from .joint import Joint
 from .naive import Naive
+from .buffer import Buffer
+from .replay import Replay
+from .der import DER
+from .generative_replay import VAE, GenerativeReplay
+from .icarl import ICaRL, herding
 
 __all__ = ["Method", "Naive", "Joint"]
+__all__ += ["Buffer", "Replay", "DER", "VAE", "GenerativeReplay", "ICaRL", "herding"]
