@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..repro import check_float
 from .buffer import Memory
@@ -33,9 +32,13 @@ class DER(Replay):
         self.alpha = alpha
         self.name = "derpp" if beta > 0 else "der"
 
-    def replay_loss(self, model: nn.Module, old: Memory) -> torch.Tensor:
-        """:math:`\\alpha \\lVert h_\\theta(x) - z\\rVert^2` on one replay batch, plus DER++'s label term on another."""
-        loss = self.alpha * F.mse_loss(model(old.x), old.logits)
+    def draw(self) -> list[Memory]:
+        """One replay batch for the logits, and (DER++) an independent one for the labels."""
+        return [self.buffer.sample(self.replay_batch) for _ in range(1 + (self.beta > 0))]
+
+    def replay_loss(self, outs: list[torch.Tensor], old: list[Memory]) -> torch.Tensor:
+        """:math:`\\alpha \\lVert h_\\theta(x) - z\\rVert^2` on the first replay batch, plus DER++'s label term on the second."""
+        loss = self.alpha * F.mse_loss(outs[0], old[0].logits)
         if self.beta > 0:
-            loss = loss + super().replay_loss(model, self.buffer.sample(self.replay_batch))
+            loss = loss + super().replay_loss(outs[1:], old[1:])
         return loss

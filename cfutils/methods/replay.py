@@ -40,21 +40,26 @@ class Replay(Method):
                              stream.n_classes if self.stores_logits else 0, self.policy, x.device, self.seed)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """New-batch loss plus :math:`\\beta` times the loss on a replay batch; then store the new batch.
+        """New-batch loss plus the replay loss, in one forward pass over both; then store the new batch.
 
         The batch is stored after the replay batch is drawn, so a sample is never replayed in the step
         that brings it.
         """
-        out = model(x)
+        old = self.draw() if len(self.buffer) else []
+        out, *old_out = model(torch.cat([x, *(m.x for m in old)])).split([len(y), *(len(m.y) for m in old)])
         loss = F.cross_entropy(self._mask(out, t), y)
-        if len(self.buffer):
-            loss = loss + self.replay_loss(model, self.buffer.sample(self.replay_batch))
+        if old:
+            loss = loss + self.replay_loss(old_out, old)
         self.buffer.add(x, y, t, out.detach())
         return loss
 
-    def replay_loss(self, model: nn.Module, old: Memory) -> torch.Tensor:
+    def draw(self) -> list[Memory]:
+        """The replay batches of one step (ER: one)."""
+        return [self.buffer.sample(self.replay_batch)]
+
+    def replay_loss(self, outs: list[torch.Tensor], old: list[Memory]) -> torch.Tensor:
         """:math:`\\beta\\,\\mathbb E_{\\mathcal M}\\,\\ell`: cross-entropy of the old samples, each with its own task's units."""
-        return self.beta * F.cross_entropy(self.logits(model, old.x, old.t), old.y)
+        return self.beta * F.cross_entropy(self._mask(outs[0], old[0].t), old[0].y)
 
     def _mask(self, out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """:meth:`Method.logits` for outputs already computed."""
