@@ -19,6 +19,8 @@ COMMON_BAD = [({"profile": "huge"}, "profile"), ({"dataset": "imagenet"}, "datas
 BAD_PARAMETERS: dict[str, list[tuple[dict, str]]] = {
     "01_definition_and_causes": [({"lr": -0.1}, "lr"), ({"n_tasks": 0}, "n_tasks"), ({"n_tasks": 3}, "n_tasks"),
                                  ({"seed": -1}, "seed")],
+    "05_replay": [({"small_buffer": -10}, "small_buffer"), ({"buffer_sizes": [50, 0]}, "buffer_sizes"),
+                  ({"epochs": 0}, "epochs"), ({"lr": 0}, "lr"), ({"small_buffer": 5000, "large_buffer": 100}, "small_buffer")],
 }
 
 

@@ -40,7 +40,7 @@ class Buffer:
 
     def __init__(self, capacity: int, x_shape: tuple[int, ...], n_classes: int = 1, n_tasks: int = 1,
                  n_logits: int = 0, policy: str = "reservoir", device: torch.device | str = "cpu", seed: int = 0):
-        check_int("buffer_size", capacity, minimum=1)
+        check_int("capacity", capacity, minimum=1)
         check_choice("policy", policy, POLICIES)
         self.capacity, self.policy, self.n_classes = capacity, policy, n_classes
         self.x = torch.zeros((capacity, *x_shape), device=device)

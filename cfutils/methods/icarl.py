@@ -81,14 +81,9 @@ class ICaRL(Method):
         if self.old_model is not None:
             with torch.no_grad():
                 old = torch.sigmoid(self.old_model(x))
-            target[:, self.old_columns] = old[:, self.old_columns]
+            target[:, self.has_mean] = old[:, self.has_mean]  # the old classes: those with exemplars
         weight = torch.ones_like(out) if self.masks is None else self.masks[t].float()
         return F.binary_cross_entropy_with_logits(out, target, weight=weight, reduction="sum") / len(y)
-
-    def before_task(self, model: nn.Module, task: Task) -> None:
-        classes = [c for s in self.stream.tasks[: task.index] for c in s.classes]
-        self.old_columns = torch.zeros(self.stream.n_classes, dtype=torch.bool, device=task.y_train.device)
-        self.old_columns[classes] = True
 
     @torch.no_grad()
     def after_task(self, model: nn.Module, task: Task) -> None:
