@@ -65,12 +65,12 @@ def test_smoke_profile_runs(path: Path, tmp_path: Path):
 def test_bad_parameters_fail_in_validation_cell(path: Path, overrides: dict, word: str, tmp_path: Path):
     out = tmp_path / path.name
     with pytest.raises(pm.PapermillExecutionError) as info:
-        run(path, out, profile="smoke", **overrides)
+        run(path, out, **{"profile": "smoke", **overrides})
     assert info.value.ename == "ValueError", info.value.evalue
     assert word in info.value.evalue, f"the error does not name {word!r}: {info.value.evalue}"
     nb = nbformat.read(out, as_version=4)
-    tags = [c.metadata.get("tags", []) for c in nb.cells]
-    injected = next(i for i, t in enumerate(tags) if "injected-parameters" in t)
-    failed = next(i for i, c in enumerate(nb.cells)
+    code = [c for c in nb.cells if c.cell_type == "code"]  # papermill adds markdown cells around the error
+    injected = next(i for i, c in enumerate(code) if "injected-parameters" in c.metadata.get("tags", []))
+    failed = next(i for i, c in enumerate(code)
                   if any(o.get("output_type") == "error" for o in c.get("outputs", [])))
     assert failed == injected + 1, "bad parameters must fail in the validation cell, before any long work"
