@@ -6,6 +6,12 @@ from .mas import MAS
 from .naive import Naive
 from .quadratic import QuadraticPenalty
 from .si import SI
+from .buffer import Buffer
+from .replay import Replay
+from .der import DER
+from .generative_replay import VAE, GenerativeReplay
+from .icarl import ICaRL, herding
 
 __all__ = ["Method", "Naive", "Joint"]
 __all__ += ["QuadraticPenalty", "EWC", "OnlineEWC", "SI", "MAS"]
+__all__ += ["Buffer", "Replay", "DER", "VAE", "GenerativeReplay", "ICaRL", "herding"]

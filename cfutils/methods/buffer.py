@@ -1,0 +1,161 @@
+r"""The replay memory: preallocated tensors on the device, filled by reservoir sampling.
+
+The memory holds at most ``capacity`` samples ``(x, y, t[, logits])`` in tensors allocated once; an
+insert writes only the rows it replaces and a replay batch gathers only the rows it draws, so both
+cost O(batch), never O(capacity).
+
+Samples are split into *groups*, each with its own reservoir and an equal share of the capacity:
+
+* ``"reservoir"``: one group. Vitter's algorithm R: the :math:`n`-th sample of the stream
+  (:math:`n = 1, 2, \dots`) is stored if :math:`n \le M`, otherwise it replaces a uniformly chosen
+  slot with probability :math:`M/n`; every sample seen stays in memory with probability :math:`M/n`.
+* ``"class_balanced"``: one reservoir per class; the :math:`k` classes seen so far get
+  :math:`\lfloor M/k \rfloor` slots each, and when a class arrives the others give up random samples.
+* ``"selected"``: one group per (task, class); the method chooses what to store (iCaRL's herding),
+  in order of priority, and when a group shrinks it keeps its first samples.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from ..repro import check_choice, check_int
+
+POLICIES = ("reservoir", "class_balanced", "selected")
+
+
+class Memory(NamedTuple):
+    """A batch read from the buffer (``logits`` is None unless the buffer stores them)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    t: torch.Tensor
+    logits: torch.Tensor | None
+
+
+class Buffer:
+    """A fixed-capacity replay memory of samples, labels, task indices and (optionally) logits."""
+
+    def __init__(self, capacity: int, x_shape: tuple[int, ...], n_classes: int = 1, n_tasks: int = 1,
+                 n_logits: int = 0, policy: str = "reservoir", device: torch.device | str = "cpu", seed: int = 0):
+        check_int("capacity", capacity, minimum=1)
+        check_choice("policy", policy, POLICIES)
+        self.capacity, self.policy, self.n_classes = capacity, policy, n_classes
+        self.x = torch.zeros((capacity, *x_shape), device=device)
+        self.y = torch.zeros(capacity, dtype=torch.long, device=device)
+        self.t = torch.zeros(capacity, dtype=torch.long, device=device)
+        self.logits = torch.zeros((capacity, n_logits), device=device) if n_logits else None
+        n_groups = {"reservoir": 1, "class_balanced": n_classes, "selected": n_classes * n_tasks}[policy]
+        # Per group (small, on the CPU): samples seen in the stream, stored, slots allotted, first slot.
+        self.seen, self.count, self.quota, self.start = (torch.zeros(n_groups, dtype=torch.long) for _ in range(4))
+        self.generator = torch.Generator().manual_seed(seed)
+
+    # ------------------------------------------------------------------ reading
+    def __len__(self) -> int:
+        return int(self.count.sum())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the preallocated tensors (what the memory costs, full or not)."""
+        return sum(s.numel() * s.element_size() for s in self._storage())
+
+    def sample(self, n: int) -> Memory:
+        """``n`` stored samples drawn uniformly with replacement: O(n), the memory is never copied."""
+        u = torch.randint(len(self), (n,), generator=self.generator)
+        return self._read(self._slot_of(u))
+
+    def all(self) -> Memory:
+        """Every stored sample (for analyses and iCaRL's class means)."""
+        return self._read(self._slot_of(torch.arange(len(self))))
+
+    def group_counts(self) -> torch.Tensor:
+        """How many samples each group holds."""
+        return self.count.clone()
+
+    # ------------------------------------------------------------------ writing
+    def add(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor, logits: torch.Tensor | None = None) -> None:
+        """Offer a batch to the memory; each group runs algorithm R on its own sub-stream."""
+        if self.policy == "selected":
+            raise RuntimeError("a 'selected' buffer is filled with put(), not add()")
+        g = y.cpu() if self.policy == "class_balanced" else torch.zeros(len(y), dtype=torch.long)
+        new = self.seen[g] == 0
+        if new.any():  # a group appears: the others make room for it
+            self._make_room(self.seen.bool().index_fill(0, g[new], True), keep="random")
+        # r: 0-based position of each sample in its group's stream; fill while r < quota, else draw j ~ U{0..r}.
+        r = self.seen[g] + _rank_within_group(g, len(self.seen))
+        q = self.quota[g]
+        drawn = (torch.rand(len(r), generator=self.generator, dtype=torch.float64) * (r + 1)).long()
+        j = torch.where(r < q, r, drawn)
+        keep = j < q
+        slots, rows = _last_writer(self.start[g][keep] + j[keep], keep.nonzero().squeeze(1))
+        self._write(slots, x, y, t, logits, rows)
+        self.seen += torch.bincount(g, minlength=len(self.seen))
+        self.count = torch.minimum(self.seen, self.quota)
+
+    def put(self, group: int, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> None:
+        """Store the first ``quota`` samples of ``x`` (in priority order) as ``group``'s ("selected")."""
+        active = self.seen.bool()
+        active[group] = True
+        self._make_room(active, keep="first")
+        n = min(len(y), int(self.quota[group]))
+        self._write(self.start[group] + torch.arange(n), x, y, t, None, torch.arange(n))
+        self.seen[group] = n
+        self.count[group] = n
+
+    def _make_room(self, active: torch.Tensor, keep: str) -> None:
+        """Give each active group ``capacity // k`` slots; shrinking groups keep random or first samples."""
+        if torch.equal(active, self.quota.bool()):
+            return
+        quota = active.long() * (self.capacity // int(active.sum()))
+        start = quota.cumsum(0) - quota
+        kept = torch.minimum(self.count, quota)
+        old, new = [], []
+        for grp in torch.nonzero(kept).squeeze(1).tolist():
+            k = int(kept[grp])
+            pick = torch.randperm(int(self.count[grp]), generator=self.generator)[:k] if keep == "random" else torch.arange(k)
+            old.append(self.start[grp] + pick)
+            new.append(start[grp] + torch.arange(k))
+        if old:
+            old_idx, new_idx = torch.cat(old).to(self.y.device), torch.cat(new).to(self.y.device)
+            for s in self._storage():
+                s[new_idx] = s[old_idx]  # the right side is gathered (copied) before the write
+        self.quota, self.start, self.count = quota, start, kept
+
+    # ------------------------------------------------------------------ helpers
+    def _storage(self) -> list[torch.Tensor]:
+        return [s for s in (self.x, self.y, self.t, self.logits) if s is not None]
+
+    def _slot_of(self, u: torch.Tensor) -> torch.Tensor:
+        """Map ranks ``0..len-1`` over the stored samples to buffer rows (groups fill their slots in order)."""
+        cum = self.count.cumsum(0)
+        group = torch.searchsorted(cum, u, right=True)
+        return (self.start[group] + u - (cum[group] - self.count[group])).to(self.y.device)
+
+    def _read(self, idx: torch.Tensor) -> Memory:
+        return Memory(self.x[idx], self.y[idx], self.t[idx], None if self.logits is None else self.logits[idx])
+
+    def _write(self, slots: torch.Tensor, x, y, t, logits, rows: torch.Tensor) -> None:
+        slots, rows = slots.to(self.y.device), rows.to(y.device)
+        self.x[slots] = x[rows].detach().to(self.x.dtype)
+        self.y[slots] = y[rows]
+        self.t[slots] = t[rows]
+        if self.logits is not None and logits is not None:
+            self.logits[slots] = logits[rows].detach()
+
+
+def _rank_within_group(g: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """For each element, how many earlier elements of the batch share its group."""
+    return (F.one_hot(g, n_groups).cumsum(0) - 1).gather(1, g.unsqueeze(1)).squeeze(1)
+
+
+def _last_writer(slots: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """When several samples of one batch pick the same slot, keep the latest (as the sequential algorithm)."""
+    if len(rows) == 0:
+        return slots, rows
+    order = torch.argsort(slots * (int(rows.max()) + 1) + rows)  # by slot, then by arrival
+    s, r = slots[order], rows[order]
+    last = torch.ones_like(s, dtype=torch.bool)
+    last[:-1] = s[1:] != s[:-1]
+    return s[last], r[last]
