@@ -19,6 +19,9 @@ COMMON_BAD = [({"profile": "huge"}, "profile"), ({"dataset": "imagenet"}, "datas
 BAD_PARAMETERS: dict[str, list[tuple[dict, str]]] = {
     "01_definition_and_causes": [({"lr": -0.1}, "lr"), ({"n_tasks": 0}, "n_tasks"), ({"n_tasks": 3}, "n_tasks"),
                                  ({"seed": -1}, "seed")],
+    "08_llm_case_study": [({"model": "no-such-model"}, "model"), ({"real_model": "no-such-model"}, "real_model"),
+                          ({"lora_targets": ["q_proj"]}, "lora_targets"), ({"methods": ["lora"]}, "methods"),
+                          ({"replay_fraction": 1.5}, "replay_fraction")],
 }
 
 
