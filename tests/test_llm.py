@@ -13,7 +13,7 @@ from cfutils.llm.model import TinyConfig, build_gpt2, lm_batch_loss
 from cfutils.llm.scenario import tiny_scenario
 from cfutils.llm.tokenizer import encode_stream, fixed_windows, train_tokenizer
 
-TINY = TinyConfig(n_layer=2, n_embd=16, n_head=2, context=16, vocab_size=400, steps=3, batch_size=2, eval_every=3)
+TINY = TinyConfig(n_layer=2, n_embd=16, n_head=2, context=32, vocab_size=512, steps=3, batch_size=2, eval_every=3)
 CODE = "def add(a, b):\n    return a + b\n\nclass Box:\n    def __init__(self):\n        self.items = []\n"
 
 
@@ -54,7 +54,7 @@ def test_facts_are_balanced_and_unique(facts):
 
 def test_pretraining_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
     monkeypatch.setenv("CFUTILS_DATA", str(tmp_path))
-    kw = dict(seed=0, fact_copies=1, n_eval=2, b_chars=5000, fortunes=200)
+    kw = dict(seed=0, fact_copies=1, n_eval=2, b_chars=150_000, fortunes=200)
     first = tiny_scenario(TINY, **kw)
     again = tiny_scenario(TINY, **kw)
     assert not first.from_cache and again.from_cache
@@ -143,10 +143,10 @@ def test_every_variant_runs_and_measures(base, bench):
 
 def test_objectives_start_as_plain_fine_tuning(base, bench):
     x = fixed_windows(bench.b_train, 2, TINY.context)
-    plain = float(lm_batch_loss(base, x))
+    plain = lm_batch_loss(base, x).item()
     for obj in (objectives.EWC(1e3, n_batches=2, batch_size=2), objectives.Distill(1.0)):
         obj.setup(base, bench, TINY.context, torch.Generator().manual_seed(0))
-        assert float(obj.loss(base, x)) == pytest.approx(plain, abs=1e-5)
+        assert obj.loss(base, x).item() == pytest.approx(plain, abs=1e-5)
     replay = objectives.Replay(0.5)
     replay.setup(base, bench, TINY.context, torch.Generator().manual_seed(0))
     mixed = replay.batch(fixed_windows(bench.b_train, 4, TINY.context))

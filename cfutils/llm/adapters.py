@@ -12,9 +12,11 @@ Every function returns a *copy*: the pretrained base model is never modified.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
-from peft import IA3Config, LoraConfig, get_peft_model
+from peft import IA3Config, LoraConfig
+from peft import get_peft_model as _get_peft_model
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
@@ -26,6 +28,13 @@ TARGETS = {
               "all": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
               "ia3": ("k_proj", "v_proj", "down_proj"), "ia3_ff": ("down_proj",)},
 }
+
+
+def get_peft_model(model: nn.Module, config) -> nn.Module:
+    """peft's ``get_peft_model`` without its deprecation notice from transformers 5 (nothing to fix on our side)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return _get_peft_model(model, config)
 
 
 def architecture(model: nn.Module) -> str:
