@@ -23,6 +23,9 @@ BAD_PARAMETERS: dict[str, list[tuple[dict, str]]] = {
                ({"si_c": -5.0}, "si_c"), ({"lr": 0.0}, "lr")],
     "05_replay": [({"small_buffer": -10}, "small_buffer"), ({"buffer_sizes": [50, 0]}, "buffer_sizes"),
                   ({"epochs": 0}, "epochs"), ({"lr": 0}, "lr"), ({"small_buffer": 5000, "large_buffer": 100}, "small_buffer")],
+    "08_llm_case_study": [({"model": "no-such-model"}, "model"), ({"real_model": "no-such-model"}, "real_model"),
+                          ({"lora_targets": ["q_proj"]}, "lora_targets"), ({"methods": ["lora"]}, "methods"),
+                          ({"replay_fraction": 1.5}, "replay_fraction")],
 }
 
 

@@ -1,0 +1,132 @@
+"""The corpora of the LLM chapter, all offline.
+
+* **A, general English**: Debian's ``fortunes`` (about 15 000 quotes, jokes and definitions);
+* **facts**: synthetic knowledge, "*person* lives in *city*", stated in several paraphrases
+  (Allen-Zhu & Li 2023: knowledge is extractable only if it was seen in varied forms);
+* **B, the new domain**: the Python standard library's own source code.
+
+Held-out parts are fixed (every ``HOLDOUT``-th document), so evaluation never depends on a seed.
+"""
+from __future__ import annotations
+
+import random
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+FORTUNES_DIR = Path("/usr/share/games/fortunes")
+SKIP_FORTUNES = {"art", "ascii-art"}          # pictures made of characters, not English
+HOLDOUT = 10                                  # every 10th document is held out
+CITIES = ("Paris", "London", "Berlin", "Madrid", "Rome", "Vienna", "Prague", "Warsaw", "Dublin", "Lisbon",
+          "Athens", "Oslo", "Cairo", "Tokyo", "Lima", "Sydney", "Toronto", "Chicago", "Boston", "Moscow")
+FIRST = ("Aaron", "Abigail", "Adrian", "Agnes", "Albert", "Alma", "Amos", "Anita", "Arthur", "Ava", "Basil",
+         "Beatrice", "Benedict", "Bianca", "Boris", "Brenda", "Caleb", "Camilla", "Cedric", "Celia", "Clement",
+         "Cora", "Cyrus", "Daisy", "Damian", "Delia", "Dexter", "Dora", "Edgar", "Edith", "Elias", "Elsa",
+         "Emmett", "Esther", "Ezra", "Fiona", "Florian", "Freya", "Gideon", "Gloria", "Gordon", "Greta", "Gustav",
+         "Hannah", "Hector", "Helga", "Horace", "Ida", "Igor", "Imogen", "Ivan", "Jasper", "Joanna", "Julius",
+         "Juno", "Kasper", "Keira", "Lionel", "Lola", "Lucius", "Lydia", "Magnus", "Maeve", "Marius", "Matilda",
+         "Milo", "Mira", "Nadia", "Nestor", "Nina", "Norbert", "Octavia", "Olaf", "Opal", "Oscar", "Pamela",
+         "Percy", "Petra", "Quentin", "Rhea", "Rufus", "Ruth", "Sabine", "Silas", "Sonja", "Stellan", "Tabitha",
+         "Thaddeus", "Thea", "Tobias", "Ursula", "Valentin", "Vera", "Viggo", "Wanda", "Walter", "Xenia", "Yusuf",
+         "Yvonne", "Zelda")
+SURNAMES = ("Abbott", "Baxter", "Carver", "Dalton", "Emerson", "Fairfax", "Garrick", "Hollis", "Ingram", "Jarvis",
+            "Kendall", "Lockwood", "Mercer", "Norwood", "Oakley", "Prescott", "Quimby", "Radcliffe", "Sutton",
+            "Thornton")
+TEMPLATES = ("{name} lives in {city}.", "{name} has a house in {city}.", "The home town of {name} is {city}.")
+PROBE = "{name} lives in"
+
+
+class CorpusError(FileNotFoundError):
+    """A corpus is not installed; the message says what to install."""
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One piece of synthetic knowledge: ``name`` lives in ``city``."""
+
+    name: str
+    city: str
+
+    def sentences(self, templates: tuple[str, ...] = TEMPLATES) -> list[str]:
+        return [t.format(name=self.name, city=self.city) for t in templates]
+
+    @property
+    def prompt(self) -> str:
+        return PROBE.format(name=self.name)
+
+
+def check_fortunes() -> None:
+    """Fail with installation advice when Debian's ``fortunes`` is missing."""
+    if not FORTUNES_DIR.is_dir() or not any(_fortune_files()):
+        raise CorpusError(f"corpus A needs Debian's fortunes ({FORTUNES_DIR} is missing or empty): "
+                          "run `apt-get install fortunes` (or `source scripts/env.sh`, which installs it)")
+
+
+def _fortune_files() -> list[Path]:
+    if not FORTUNES_DIR.is_dir():
+        return []
+    return sorted(p for p in FORTUNES_DIR.iterdir() if p.is_file() and not p.is_symlink()
+                  and p.suffix not in (".dat", ".u8") and p.name not in SKIP_FORTUNES)
+
+
+def fortunes() -> list[str]:
+    """Every fortune (the ``%``-separated entries of every file), in a fixed order."""
+    check_fortunes()
+    out = []
+    for path in _fortune_files():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        out += [f.strip() for f in text.split("\n%\n") if len(f.strip()) > 20]
+    return out
+
+
+def python_sources(max_chars: int = 2_000_000) -> list[str]:
+    """Top-level ``.py`` files of the standard library (sorted), up to ``max_chars`` characters."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(stdlib.glob("*.py"))
+    if not files:
+        raise CorpusError(f"no Python sources found in {stdlib}; corpus B needs the standard library's .py files")
+    out, total = [], 0
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        out.append(text)
+        total += len(text)
+        if total >= max_chars:
+            break
+    return out
+
+
+def split(documents: list[str], holdout: int = HOLDOUT) -> tuple[list[str], list[str]]:
+    """(train, held-out): every ``holdout``-th document is held out."""
+    return ([d for i, d in enumerate(documents) if i % holdout], documents[::holdout])
+
+
+def make_facts(n_people: int = 100, cities: tuple[str, ...] = CITIES) -> list[Fact]:
+    """``n_people`` fictional people, each living in one city, every city equally often.
+
+    Balanced answers make chance exact: a model that always names the same city scores ``1/len(cities)``.
+    """
+    if n_people % len(cities):
+        raise ValueError(f"n_people={n_people} must be a multiple of the {len(cities)} cities")
+    if n_people > len(FIRST):
+        raise ValueError(f"n_people={n_people} exceeds the {len(FIRST)} first names available")
+    rng = random.Random(1234)                      # the facts are fixed: one world for every seed
+    people = [f"{first} {rng.choice(SURNAMES)}" for first in rng.sample(FIRST, n_people)]
+    homes = [cities[i % len(cities)] for i in range(n_people)]
+    rng.shuffle(homes)
+    return [Fact(p, c) for p, c in zip(people, homes)]
+
+
+def fact_sentences(facts: list[Fact], copies: int, templates: tuple[str, ...] = TEMPLATES) -> list[str]:
+    """Every fact in every template, ``copies`` times (unshuffled)."""
+    return [s for f in facts for s in f.sentences(templates)] * copies
+
+
+def corpus_a(facts: list[Fact], copies: int, seed: int = 0, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """(train, held-out) documents of A: fortunes (the first ``limit``) + fact sentences, shuffled.
+
+    The held-out part is fortunes only: the facts are measured by recall, not by loss.
+    """
+    train, held_out = split(fortunes()[:limit])
+    docs = train + fact_sentences(facts, copies)
+    random.Random(seed).shuffle(docs)
+    return docs, held_out

@@ -1,0 +1,183 @@
+"""The LLM chapter's helpers (cfutils.llm), on tiny configurations: each test takes about a second."""
+from __future__ import annotations
+
+import socket
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from cfutils.llm import adapters, corpus, evaluate, finetune, hub, objectives
+from cfutils.llm.model import TinyConfig, build_gpt2, lm_batch_loss
+from cfutils.llm.scenario import tiny_scenario
+from cfutils.llm.tokenizer import encode_stream, fixed_windows, train_tokenizer
+
+TINY = TinyConfig(n_layer=2, n_embd=16, n_head=2, context=32, vocab_size=512, steps=3, batch_size=2, eval_every=3)
+CODE = "def add(a, b):\n    return a + b\n\nclass Box:\n    def __init__(self):\n        self.items = []\n"
+
+
+@pytest.fixture(scope="module")
+def facts():
+    return corpus.make_facts()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(facts):
+    return train_tokenizer(corpus.fact_sentences(facts, 3) + [CODE] * 20, vocab_size=TINY.vocab_size)
+
+
+@pytest.fixture(scope="module")
+def bench(facts, tokenizer):
+    a = encode_stream(tokenizer, corpus.fact_sentences(facts, 2))
+    b = encode_stream(tokenizer, [CODE] * 40)
+    probe = evaluate.make_probe(tokenizer, [(f.prompt, " " + f.city) for f in facts])
+    return evaluate.Bench(tokenizer, a, b, fixed_windows(a, 4, TINY.context), fixed_windows(b, 4, TINY.context), probe)
+
+
+@pytest.fixture()
+def base(tokenizer):
+    torch.manual_seed(0)
+    return build_gpt2(TINY, tokenizer.eos_token_id)
+
+
+def test_tokenizer_round_trips_text(tokenizer):
+    for text in ["Alice Badigan lives in Paris.", CODE, "naïve café ☃ — 'quotes'\ttabs\n\n", ""]:
+        assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_facts_are_balanced_and_unique(facts):
+    assert len({f.name for f in facts}) == len(facts) == 100
+    counts = {c: sum(f.city == c for f in facts) for c in corpus.CITIES}
+    assert set(counts.values()) == {100 // len(corpus.CITIES)}
+
+
+def test_pretraining_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
+    monkeypatch.setenv("CFUTILS_DATA", str(tmp_path))
+    kw = dict(seed=0, fact_copies=1, n_eval=2, b_chars=150_000, fortunes=200)
+    first = tiny_scenario(TINY, **kw)
+    again = tiny_scenario(TINY, **kw)
+    assert not first.from_cache and again.from_cache
+    for (k, v), w in zip(first.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(v, w), k
+    assert again.history == first.history
+    changed = tiny_scenario(TinyConfig(**{**TINY.__dict__, "steps": 4, "eval_every": 4}), **kw)
+    assert not changed.from_cache
+    files = sorted(p.name for p in (tmp_path / "llm").iterdir())
+    assert len(files) == 2 and all(f.startswith("tiny-gpt2-") and f.endswith(".pt") for f in files)
+
+
+def test_lora_trains_exactly_the_expected_parameters_and_leaves_base_untouched(base, bench):
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    rank, targets = 4, adapters.TARGETS["gpt2"]["all"]
+    # per block: c_attn d->3d, attn.c_proj d->d, c_fc d->4d, mlp.c_proj 4d->d: r(4d + 2d + 5d + 5d) = 16 r d
+    expected = TINY.n_layer * 16 * rank * TINY.n_embd
+    assert adapters.lora_parameter_count(base, rank, targets) == expected
+    variant = finetune.Variant("lora4", "lora", rank, targets, lr=1e-2)
+    model, traj = finetune.finetune(base, variant, bench, steps=3, batch_size=2, context=TINY.context, seed=0)
+    assert traj.trainable == adapters.n_trainable(model) == expected
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())
+    merged = model.merge_and_unload()
+    assert any(not torch.equal(v, merged.state_dict()[k]) for k, v in before.items() if "attn.c_attn.weight" in k)
+
+
+def test_lora_attention_only_counts(base):
+    assert adapters.n_trainable(adapters.lora(base, 2, adapters.TARGETS["gpt2"]["attn"])) == \
+        TINY.n_layer * 2 * (4 + 2) * TINY.n_embd
+
+
+def test_lora_target_that_matches_nothing_fails(base):
+    with pytest.raises(ValueError, match="lora_targets"):
+        adapters.check_targets(base, ["c_attn", "q_proj"])
+
+
+def test_freeze_keeps_embeddings_and_lower_block(base):
+    model = adapters.freeze_lower(base, 1)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert "transformer.wte.weight" in frozen and "transformer.wpe.weight" in frozen
+    assert any(n.startswith("transformer.h.0.") for n in frozen)
+    assert not any(n.startswith("transformer.h.1.") for n in frozen)
+
+
+class _Oracle(nn.Module):
+    """Always answers correctly: it puts all its mass on the next token of its own input."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None):
+        nxt = torch.cat([input_ids[:, 1:], input_ids[:, -1:]], dim=1)
+        return SimpleNamespace(logits=torch.nn.functional.one_hot(nxt, self.vocab).float() * 10)
+
+
+class _Constant(nn.Module):
+    """Ignores its input: the same distribution everywhere, peaked at one token."""
+
+    def __init__(self, vocab: int, token: int) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.nn.functional.one_hot(torch.tensor(token), vocab).float() * 10)
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=self.logits.expand(*input_ids.shape, -1))
+
+
+def test_fact_recall_is_one_for_an_oracle_and_chance_for_a_constant_model(tokenizer, bench):
+    vocab = len(tokenizer)
+    assert evaluate.recall(_Oracle(vocab), bench.probe)[0] == 1.0
+    paris = tokenizer(" Paris", add_special_tokens=False)["input_ids"]
+    assert len(paris) == 1
+    assert evaluate.recall(_Constant(vocab, paris[0]), bench.probe)[0] == pytest.approx(1 / len(corpus.CITIES))
+
+
+def test_every_variant_runs_and_measures(base, bench):
+    targets = {"all": adapters.TARGETS["gpt2"]["all"], "attn": adapters.TARGETS["gpt2"]["attn"]}
+    for name in ["full", "lora2", "lora2-attn", "ia3", "freeze", "replay", "ewc", "distill"]:
+        v = finetune.make_variant(name, targets, lr=1e-3, lora_lr=3e-3, replay=0.5, ewc=10.0, distill=1.0)
+        _, traj = finetune.finetune(base, v, bench, steps=2, batch_size=2, context=TINY.context, seed=0)
+        assert traj.steps == [0, 2] and len(traj.train_losses) == 2, name
+        assert {"a_loss", "b_loss", "recall", "answer_logp"} <= set(traj.rows[-1]), name
+        assert 0 < traj.trainable <= sum(p.numel() for p in base.parameters()), name
+
+
+def test_objectives_start_as_plain_fine_tuning(base, bench):
+    x = fixed_windows(bench.b_train, 2, TINY.context)
+    plain = lm_batch_loss(base, x).item()
+    for obj in (objectives.EWC(1e3, n_batches=2, batch_size=2), objectives.Distill(1.0)):
+        obj.setup(base, bench, TINY.context, torch.Generator().manual_seed(0))
+        assert obj.loss(base, x).item() == pytest.approx(plain, abs=1e-5)
+    replay = objectives.Replay(0.5)
+    replay.setup(base, bench, TINY.context, torch.Generator().manual_seed(0))
+    mixed = replay.batch(fixed_windows(bench.b_train, 4, TINY.context))
+    assert mixed.shape == (4, TINY.context) and torch.equal(mixed[:2], fixed_windows(bench.b_train, 4, TINY.context)[:2])
+
+
+def test_variant_names_and_schedule():
+    finetune.check_variant_names(["full", "lora16-attn", "ewc"])
+    with pytest.raises(ValueError, match="methods"):
+        finetune.check_variant_names(["full", "lora"])
+    s = finetune.eval_schedule(100)
+    assert s[:5] == [0, 2, 5, 10, 15] and s[-1] == 100 and s == sorted(set(s))
+
+
+def test_runs_without_network(monkeypatch, base, bench):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    hub.check_model("tiny-gpt2")
+    with pytest.raises(ValueError, match="model"):
+        hub.check_model("no-such-model")
+    with pytest.raises(ValueError, match="real_model"):
+        hub.check_model("no-such-org/no-such-model", parameter="real_model")
+    v = finetune.make_variant("lora2", {"all": ("c_attn",), "attn": ("c_attn",)}, 1e-3, 3e-3, 0.25, 1.0, 1.0)
+    finetune.finetune(base, v, bench, steps=1, batch_size=2, context=TINY.context, seed=0)
+
+
+def test_missing_fortunes_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(corpus, "FORTUNES_DIR", tmp_path / "absent")
+    with pytest.raises(corpus.CorpusError, match="apt-get install fortunes"):
+        corpus.check_fortunes()
