@@ -12,6 +12,7 @@ from cfutils.llm import adapters, corpus, evaluate, finetune, hub, objectives
 from cfutils.llm.model import TinyConfig, build_gpt2, lm_batch_loss
 from cfutils.llm.scenario import tiny_scenario
 from cfutils.llm.tokenizer import encode_stream, fixed_windows, train_tokenizer
+from cfutils.models import n_parameters
 
 TINY = TinyConfig(n_layer=2, n_embd=16, n_head=2, context=32, vocab_size=512, steps=3, batch_size=2, eval_every=3)
 CODE = "def add(a, b):\n    return a + b\n\nclass Box:\n    def __init__(self):\n        self.items = []\n"
@@ -75,14 +76,14 @@ def test_lora_trains_exactly_the_expected_parameters_and_leaves_base_untouched(b
     assert adapters.lora_parameter_count(base, rank, targets) == expected
     variant = finetune.Variant("lora4", "lora", rank, targets, lr=1e-2)
     model, traj = finetune.finetune(base, variant, bench, steps=3, batch_size=2, context=TINY.context, seed=0)
-    assert traj.trainable == adapters.n_trainable(model) == expected
+    assert traj.trainable == n_parameters(model) == expected
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())
     merged = model.merge_and_unload()
     assert any(not torch.equal(v, merged.state_dict()[k]) for k, v in before.items() if "attn.c_attn.weight" in k)
 
 
 def test_lora_attention_only_counts(base):
-    assert adapters.n_trainable(adapters.lora(base, 2, adapters.TARGETS["gpt2"]["attn"])) == \
+    assert n_parameters(adapters.lora(base, 2, adapters.TARGETS["gpt2"]["attn"])) == \
         TINY.n_layer * 2 * (4 + 2) * TINY.n_embd
 
 

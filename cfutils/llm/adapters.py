@@ -118,10 +118,5 @@ def freeze_lower(base: nn.Module, n_frozen: int) -> nn.Module:
     return model
 
 
-def n_trainable(model: nn.Module) -> int:
-    """Number of parameters the optimizer will update."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def trainable(model: nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]

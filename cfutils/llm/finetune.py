@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..models import n_parameters
 from ..repro import progress
 from . import adapters, objectives
 from .evaluate import Bench, measure
@@ -104,7 +105,7 @@ def finetune(base: nn.Module, variant: Variant, bench: Bench, steps: int, batch_
     params = adapters.trainable(model)
     opt = torch.optim.AdamW(params, lr=variant.lr, betas=(0.9, 0.95), weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
-    traj = Trajectory(variant.name, adapters.n_trainable(model))
+    traj = Trajectory(variant.name, n_parameters(model))
     at = set(eval_schedule(steps))
     traj.steps.append(0)
     traj.rows.append(measure(model, bench))
