@@ -20,6 +20,11 @@ from .methods.base import Method
 from .repro import check_choice, check_float, check_int, progress
 
 OPTIMIZERS = ("sgd", "adam")
+CHECK_EVERY = 50  # steps between finiteness checks of the loss (each check is one device sync)
+
+
+class DivergenceError(RuntimeError):
+    """The loss stopped being finite; the message names the method, step, task and what to change."""
 
 
 @dataclass
@@ -68,14 +73,18 @@ def train(method: Method, model: nn.Module, stream: TaskStream, *, epochs: int =
           lr: float = 0.01, optimizer: str = "sgd", momentum: float = 0.0, eval_every: int | None = None,
           generator: torch.Generator | None = None, reset_optimizer: bool = True,
           on_step: Callable[[int, nn.Module], None] | None = None,
-          checkpoint: str | Path | None = None) -> RunResult:
+          checkpoint: str | Path | None = None, stop_after: int | None = None) -> RunResult:
     """Train ``model`` on each task of ``stream`` in turn with ``method``; return the accuracy matrix.
 
     ``eval_every`` (steps) also records test accuracy on every task along the way (``steps``,
     ``curves``); ``boundaries`` holds the step at which each task ended. ``on_step(step, model)`` is
     called after every optimizer step, for analyses that watch training (e.g. a loss on another task).
     With ``checkpoint`` (a file path) the state is saved after every task and an interrupted run
-    resumes after the last task it finished.
+    resumes after the last task it finished. ``stop_after`` ends the run after that many tasks (the
+    later rows of ``R`` stay zero): a cheap way to re-check the start of a long run.
+
+    The loss is checked every :data:`CHECK_EVERY` steps and at every task end (before anything is
+    evaluated or saved): a non-finite loss raises :class:`DivergenceError` and nothing is written.
     """
     check_int("epochs", epochs, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
@@ -83,6 +92,8 @@ def train(method: Method, model: nn.Module, stream: TaskStream, *, epochs: int =
     check_choice("optimizer", optimizer, OPTIMIZERS)
     if eval_every is not None:
         check_int("eval_every", eval_every, minimum=1)
+    if stop_after is not None:
+        check_int("stop_after", stop_after, minimum=1, maximum=len(stream))
     generator = generator or torch.Generator().manual_seed(0)
     run_id = dict(method=method.name, tasks=[t.name for t in stream], epochs=epochs, batch_size=batch_size, lr=lr,
                   optimizer=optimizer, momentum=momentum, eval_every=eval_every)
@@ -100,12 +111,12 @@ def train(method: Method, model: nn.Module, stream: TaskStream, *, epochs: int =
             opt.load_state_dict(opt_state)
     start, seconds_before = time.perf_counter(), result.seconds
     model.train()
-    for task in progress(stream.tasks[done:], desc=method.name, leave=False):
+    for task in progress(stream.tasks[done:stop_after], desc=method.name, leave=False):
         method.task = task
         method.before_task(model, task)
         if opt is None or reset_optimizer:
             opt = make_optimizer(optimizer, list(method.parameters(model)), lr, momentum)
-        _learn(method, model, task, opt, result, epochs, batch_size, eval_every, generator, on_step)
+        _learn(method, model, task, opt, result, epochs, batch_size, eval_every, generator, on_step, lr)
         method.after_task(model, task)
         result.boundaries.append(result.steps_done)
         result.R[task.index] = evaluate(method, model, stream)
@@ -117,10 +128,11 @@ def train(method: Method, model: nn.Module, stream: TaskStream, *, epochs: int =
 
 def _learn(method: Method, model: nn.Module, task: Task, opt: torch.optim.Optimizer, result: RunResult,
            epochs: int, batch_size: int, eval_every: int | None, generator: torch.Generator,
-           on_step: Callable[[int, nn.Module], None] | None) -> None:
+           on_step: Callable[[int, nn.Module], None] | None, lr: float) -> None:
     """Every optimizer step of one task: shuffled mini-batches sliced from the task's tensors."""
     x, y, t = method.training_data(task)
-    losses = []
+    losses: list[torch.Tensor] = []
+    checked = 0
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=generator).to(y.device)
         for idx in order.split(batch_size):
@@ -133,12 +145,30 @@ def _learn(method: Method, model: nn.Module, task: Task, opt: torch.optim.Optimi
             result.steps_done += 1
             result.samples += len(idx)
             losses.append(loss.detach())
+            if len(losses) - checked >= CHECK_EVERY:
+                checked = _check_finite(losses, checked, method, task, result.steps_done, lr)
             if on_step is not None:
                 on_step(result.steps_done, model)
             if eval_every and result.steps_done % eval_every == 0:
                 result.steps.append(result.steps_done)
                 result.curves = np.vstack([result.curves, evaluate(method, model, method.stream)])
+    _check_finite(losses, checked, method, task, result.steps_done, lr)
     result.losses += torch.stack(losses).tolist()
+
+
+def _check_finite(losses: list[torch.Tensor], checked: int, method: Method, task: Task, steps_done: int,
+                  lr: float) -> int:
+    """Raise :class:`DivergenceError` at the first non-finite loss after ``losses[checked]``."""
+    if checked == len(losses):
+        return checked
+    recent = torch.stack(losses[checked:])
+    bad = (~torch.isfinite(recent)).nonzero()
+    if len(bad):
+        step = steps_done - len(losses) + checked + int(bad[0, 0]) + 1
+        raise DivergenceError(f"{method.name} diverged: loss {float(recent[bad[0, 0]])} at step {step} "
+                              f"(task {task.index + 1}, lr {lr:g}); {method.divergence_hint(lr)}. "
+                              "Nothing was recorded.")
+    return len(losses)
 
 
 _NOT_SAVED = ("stream", "masks", "task")

@@ -76,13 +76,35 @@ def test_penalty_is_zero_at_anchor_and_its_gradient_is_lambda_f_delta():
     anchor = EWC.snapshot(model)
     F = {n: torch.rand_like(p) for n, p in anchor.items()}
     method = ewc_with_term(model, 3.0, F, anchor)
-    assert method.penalty(model).item() == 0.0
+    assert method.penalty(model).item() == 0.0 == method.penalty_per_term(model).item()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    method.penalty(model).backward()
+    method.penalty_per_term(model).backward()
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, 3.0 * F[n] * (p.detach() - anchor[n]))
+
+
+def test_merged_penalty_equals_the_sum_of_its_terms_in_value_and_gradient():
+    model, g = toy_model(), torch.Generator().manual_seed(0)
+    method = EWC(7.0)
+    method.setup(model, toy_stream())
+    for _ in range(4):
+        anchor = {n: p.detach() + torch.randn(p.shape, generator=g) for n, p in model.named_parameters()}
+        method.consolidate({n: torch.rand(p.shape, generator=g) for n, p in anchor.items()}, anchor)
+    torch.testing.assert_close(method.penalty(model), method.penalty_per_term(model).detach(), rtol=1e-5, atol=0)
+    method.penalty_per_term(model).backward()
+    autograd = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    method.after_backward(model)  # the analytic gradient 2 s A (θ - m)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, autograd[n], rtol=1e-4, atol=1e-6)
+
+
+def test_anchors_are_detached_copies():
+    model = toy_model()
+    anchor = EWC.snapshot(model)
+    assert all(not a.requires_grad for a in anchor.values())
 
 
 def test_parameter_with_zero_fisher_is_free_to_move():

@@ -122,7 +122,7 @@ def test_methods_run_and_beat_chance(make, scenario):
     method = make()
     result = train(method, MLP(16, (32,), 4), tiny_stream(scenario), epochs=2, batch_size=32, lr=0.05)
     assert result.R[-1].mean() > (0.5 if scenario == "task" else 0.25)
-    assert method.memory_bytes() > 0
+    assert method.stored_bytes() > 0
 
 
 def test_task_il_replay_uses_each_sample_own_head():

@@ -131,3 +131,35 @@ def test_checkpoint_of_another_run_is_refused(tiny, tmp_path):
     ckpt.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot be read"):
         run(tiny, Naive(), checkpoint=ckpt)
+
+
+class NaNAtStep(Method):
+    """Fine-tuning whose loss becomes NaN at a given step (counted from 1)."""
+
+    name = "nan_at_step"
+
+    def __init__(self, step: int):
+        self.step, self.seen = step, 0
+
+    def loss(self, model, x, y, t):
+        self.seen += 1
+        loss = super().loss(model, x, y, t)
+        return loss * float("nan") if self.seen >= self.step else loss
+
+
+@pytest.mark.parametrize("bad_step", [7, 60])  # inside the first check window, and after one check
+def test_divergence_stops_at_the_first_non_finite_loss_and_saves_nothing(tiny, tmp_path, bad_step):
+    from cfutils.train import DivergenceError
+
+    checkpoint = tmp_path / "ckpt.pt"
+    with pytest.raises(DivergenceError, match=rf"nan_at_step diverged: loss nan at step {bad_step} "
+                                              rf"\(task \d, lr 0.3\)"):
+        run(tiny, NaNAtStep(bad_step), epochs=5, checkpoint=checkpoint)
+    assert not checkpoint.exists() or bad_step > 25  # 25 steps per task: task 1 ended cleanly for step 60
+
+
+def test_stop_after_trains_only_the_first_tasks(tiny):
+    res, _ = run(tiny, Naive(), stop_after=2)
+    full, _ = run(tiny, Naive())
+    np.testing.assert_array_equal(res.R[:2], full.R[:2])
+    assert not res.R[2:].any() and len(res.boundaries) == 2

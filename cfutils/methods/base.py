@@ -71,3 +71,11 @@ class Method:
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         """Called once ``task`` is learned, before the evaluation."""
+
+    def stored_bytes(self) -> int:
+        """Bytes the method keeps besides the model (buffers, anchors, importances, teachers)."""
+        return 0
+
+    def divergence_hint(self, lr: float) -> str:
+        """What to check when the loss of this method stops being finite (the trainer says it)."""
+        return "lower the learning rate"

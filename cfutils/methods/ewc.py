@@ -49,7 +49,7 @@ class EWC(QuadraticPenalty):
 
     def consolidate(self, fisher_k: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]) -> None:
         """Add the penalty term of the task just learned."""
-        self.terms.append((fisher_k, anchor))
+        self.terms = (*self.terms, (fisher_k, anchor))
 
 
 class OnlineEWC(EWC):

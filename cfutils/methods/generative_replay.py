@@ -112,7 +112,7 @@ class GenerativeReplay(Method):
         self.old_model = copy.deepcopy(model).eval().requires_grad_(False)
         self.old_vae = copy.deepcopy(self.vae).eval().requires_grad_(False)
 
-    def memory_bytes(self) -> int:
+    def stored_bytes(self) -> int:
         """What the method stores besides the model: the generator and the frozen copies (no real data)."""
         nets = (self.vae, self.old_vae, self.old_model)
         return sum(p.numel() * p.element_size() for net in nets if net is not None for p in net.parameters())

@@ -122,6 +122,6 @@ class ICaRL(Method):
         dist = torch.cdist(self.embed(model, x), self.means)
         return dist.masked_fill(~allowed, float("inf")).argmin(dim=1)
 
-    def memory_bytes(self) -> int:
+    def stored_bytes(self) -> int:
         """The exemplar memory plus the frozen previous network used for distillation."""
         return self.buffer.nbytes + sum(p.numel() * p.element_size() for p in self.old_model.parameters())

@@ -5,6 +5,16 @@ r"""The family EWC, online EWC, SI and MAS share: a quadratic pull towards old s
 Each term :math:`k` holds an importance :math:`\Omega_k` (Fisher, path integral, output sensitivity) and an
 anchor :math:`\theta^*_k` (the parameters at the end of an earlier task). The methods differ only in how
 they measure :math:`\Omega`, in the strength :math:`s`, and in whether they keep one term or one per task.
+
+A sum of quadratics is one quadratic. Per parameter, with :math:`A = \sum_k \Omega_k` and the
+precision-weighted centre :math:`m = \sum_k \Omega_k \theta^*_k / A`,
+
+.. math::  \sum_k \Omega_k (\theta - \theta^*_k)^2 = A\,(\theta - m)^2 + \underbrace{\textstyle\sum_k \Omega_k
+           \theta^{*2}_k - A m^2}_{c\ \text{(constant)}},
+
+so training keeps only :math:`(A, m, c)`, merged whenever the terms change, and adds the penalty's gradient
+:math:`2 s A (\theta - m)` directly: one step costs the same however many terms are stored.
+:meth:`QuadraticPenalty.penalty_per_term` keeps the literal sum for teaching and checking.
 """
 from __future__ import annotations
 
@@ -26,10 +36,42 @@ class QuadraticPenalty(Method):
 
     def setup(self, model: nn.Module, stream: TaskStream) -> None:
         super().setup(model, stream)
-        self.terms: list[tuple[Params, Params]] = []  # (importance, anchor) per term
+        self.terms = ()
+
+    @property
+    def terms(self) -> tuple[tuple[Params, Params], ...]:
+        """The (importance, anchor) pairs; assigning new ones re-merges the penalty."""
+        return self._terms
+
+    @terms.setter
+    def terms(self, value: tuple[tuple[Params, Params], ...] | list[tuple[Params, Params]]) -> None:
+        self._terms = tuple(value)
+        self.merge()
+
+    def merge(self) -> None:
+        """Fold :attr:`terms` into the precision :math:`A`, centre :math:`m` and constant :math:`c`."""
+        self.precision: Params = {}
+        self.centre: Params = {}
+        self.constant = 0.0
+        for n in (self.terms[0][0] if self.terms else {}):  # float64: one term gives m = θ* exactly
+            omegas = [omega[n].double() for omega, _ in self.terms]
+            anchors = [anchor[n].double() for _, anchor in self.terms]
+            a = sum(omegas)
+            m = torch.where(a > 0, sum(o * t for o, t in zip(omegas, anchors)) / a.clamp(min=1e-300), 0.0)
+            second_moment = sum((o * t ** 2).sum() for o, t in zip(omegas, anchors))
+            self.constant += float(second_moment - (a * m ** 2).sum())
+            self.precision[n], self.centre[n] = a.float(), m.float()
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
-        r""":math:`s \sum_k \sum_i \Omega_{k,i} (\theta_i - \theta^*_{k,i})^2` (zero before the first term)."""
+        r""":math:`s\,[\sum_i A_i (\theta_i - m_i)^2 + c]`: the merged penalty (no graph is built)."""
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            total = sum(((a * (params[n] - self.centre[n]) ** 2).sum() for n, a in self.precision.items()),
+                        torch.zeros((), device=next(model.parameters()).device))
+        return self.strength * (total + self.constant)
+
+    def penalty_per_term(self, model: nn.Module) -> torch.Tensor:
+        r""":math:`s \sum_k \sum_i \Omega_{k,i} (\theta_i - \theta^*_{k,i})^2`, term by term, through autograd."""
         total = torch.zeros((), device=next(model.parameters()).device)
         params = dict(model.named_parameters())
         for importance, anchor in self.terms:
@@ -38,7 +80,27 @@ class QuadraticPenalty(Method):
         return self.strength * total
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return super().loss(model, x, y, t) + self.penalty(model)
+        """Task loss plus the penalty's value; its gradient is added in :meth:`after_backward`."""
+        loss = super().loss(model, x, y, t)
+        return loss + self.penalty(model) if self.precision else loss
+
+    def after_backward(self, model: nn.Module) -> None:
+        r"""Add :math:`\nabla_\theta\, s A (\theta - m)^2 = 2 s A (\theta - m)` to every gradient."""
+        if not self.precision:
+            return
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in self.precision:
+                    pull = (p - self.centre[n]).mul_(self.precision[n]).mul_(2 * self.strength)
+                    p.grad = pull if p.grad is None else p.grad.add_(pull)
+
+    def stiffness(self) -> float:
+        r"""The penalty's largest curvature :math:`2 s \max_i A_i`; plain SGD is stable below :math:`2/\eta`."""
+        return 2 * self.strength * max((float(a.max()) for a in self.precision.values()), default=0.0)
+
+    def divergence_hint(self, lr: float) -> str:
+        return (f"the penalty's curvature 2·s·max(A) = {self.stiffness():.3g} against the SGD stability "
+                f"bound 2/lr = {2 / lr:.3g}: lower the strength or the learning rate")
 
     def stored_bytes(self) -> int:
         """Bytes of the tensors the method keeps between tasks (importances and anchors)."""
@@ -47,4 +109,4 @@ class QuadraticPenalty(Method):
     @staticmethod
     def snapshot(model: nn.Module) -> Params:
         """A copy of the current trainable parameters (an anchor)."""
-        return {n: p.clone() for n, p in trainable(model).items()}
+        return {n: p.detach().clone() for n, p in trainable(model).items()}

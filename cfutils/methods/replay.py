@@ -65,6 +65,6 @@ class Replay(Method):
         """:meth:`Method.logits` for outputs already computed."""
         return out if self.masks is None else out.masked_fill(~self.masks[t], torch.finfo(out.dtype).min / 2)
 
-    def memory_bytes(self) -> int:
+    def stored_bytes(self) -> int:
         """What the method stores besides the model: the buffer."""
         return self.buffer.nbytes

@@ -37,6 +37,7 @@ class SI(QuadraticPenalty):
         self.start = self.previous = self.snapshot(model)
 
     def after_backward(self, model: nn.Module) -> None:
+        super().after_backward(model)  # the penalty's gradient is part of the step
         self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
     def after_step(self, model: nn.Module) -> None:
