@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-PROFILES = ("smoke", "ci", "full")
+PROFILES = ("smoke", "book", "full")
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:

@@ -318,10 +318,12 @@ def run_many(specs: Sequence[RunSpec], *, store: bool = True, jobs: int | None =
     """Records of every spec, in order; missing ones train in this process, in ``jobs`` processes,
     or on Ray (``backend="ray"``, a local instance or the cluster at ``address``).
 
-    ``jobs`` and ``backend`` default to ``$CFUTILS_JOBS`` (1) and ``$CFUTILS_BACKEND`` (``"local"``).
+    ``jobs``, ``backend`` and ``address`` default to ``$CFUTILS_JOBS`` (1), ``$CFUTILS_BACKEND``
+    (``"local"``) and ``$CFUTILS_RAY_ADDRESS``.
     """
     jobs = int(os.environ.get("CFUTILS_JOBS", "1")) if jobs is None else jobs
     backend = backend or os.environ.get("CFUTILS_BACKEND", "local")
+    address = address or os.environ.get("CFUTILS_RAY_ADDRESS")
     check_int("jobs", jobs, minimum=1)
     check_choice("backend", backend, BACKENDS)
     store = store and records_enabled()

@@ -93,7 +93,7 @@ def test_anatomy(path: Path):
     assert "remove-cell" in colab.metadata.get("tags", []) and "google.colab" in colab.source
     assert f"git+{repo}" in colab.source
     params = code[1]
-    assert "parameters" in params.metadata.get("tags", []) and 'profile = "ci"' in params.source
+    assert "parameters" in params.metadata.get("tags", []) and 'profile = "book"' in params.source
     assert nb.metadata.kernelspec.name == "python3" and "papermill" not in nb.metadata
     assert all("execution" not in c.metadata for c in nb.cells), "timing metadata: use scripts/execute_notebooks.py"
     executed = [c for c in code[1:] if c.source.strip()]

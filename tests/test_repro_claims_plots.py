@@ -29,16 +29,16 @@ def test_pick_device():
         pick_device("tpu")
 
 
-PROFILES = {"smoke": {"epochs": 1, "lr": 0.1}, "ci": {"epochs": 2, "lr": 0.1}, "full": {"epochs": 10, "lr": 0.1}}
+PROFILES = {"smoke": {"epochs": 1, "lr": 0.1}, "book": {"epochs": 2, "lr": 0.1}, "full": {"epochs": 10, "lr": 0.1}}
 
 
 def test_resolve_profile():
-    assert resolve_profile("ci", PROFILES) == {"epochs": 2, "lr": 0.1}
-    assert resolve_profile("ci", PROFILES, lr=0.5, epochs=None) == {"epochs": 2, "lr": 0.5}
+    assert resolve_profile("book", PROFILES) == {"epochs": 2, "lr": 0.1}
+    assert resolve_profile("book", PROFILES, lr=0.5, epochs=None) == {"epochs": 2, "lr": 0.5}
     with pytest.raises(ValueError, match="profile"):
         resolve_profile("huge", PROFILES)
     with pytest.raises(ValueError, match="momentum"):
-        resolve_profile("ci", PROFILES, momentum=0.9)
+        resolve_profile("book", PROFILES, momentum=0.9)
 
 
 @pytest.mark.parametrize(("call", "word"), [

@@ -1,0 +1,55 @@
+"""Stale records cannot pass: for every method a chapter uses, its cheapest recorded run is re-trained
+from scratch (its first two tasks) and must give the recorded accuracy matrix rows.
+
+Tolerance: |ΔR| <= 0.01 per entry. The same code on the same machine reproduces a record bit for bit;
+another CPU, BLAS or thread count changes the floating-point order of sums, which can flip a few of the
+thousands of test predictions (measured: at most a few thousandths). A change to a method, the trainer or
+the data that changes results moves entries by far more than that.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cfutils import runs
+
+TOLERANCE = 0.01
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+
+
+def cheapest_run_per_method() -> list[tuple[str, dict, dict]]:
+    """(chapter, spec, record) of the run with the fewest trained samples, per chapter and method."""
+    chosen: dict[tuple[str, str], tuple[dict, dict]] = {}
+    for manifest in sorted((RESULTS / "manifests").glob("*.txt")):
+        for entry in sorted(set(manifest.read_text().split())):
+            path = RESULTS / f"{entry}.json.gz"
+            if not path.exists():
+                continue  # a missing record re-trains when its chapter runs; nothing to compare here
+            saved = json.loads(gzip.decompress(path.read_bytes()))
+            key = (manifest.stem, saved["spec"]["method"])
+            best = chosen.get(key)
+            if best is None or saved["record"]["samples"] < best[1]["samples"]:
+                chosen[key] = (saved["spec"], saved["record"])
+    return [(chapter, spec, record) for (chapter, _), (spec, record) in sorted(chosen.items())]
+
+
+CASES = cheapest_run_per_method()
+
+
+@pytest.mark.parametrize(("chapter", "spec", "record"), CASES,
+                         ids=[f"{c}-{s['method']}-{runs.RunSpec(**s).key}" for c, s, _ in CASES])
+def test_recorded_run_reproduces(chapter: str, spec: dict, record: dict):
+    spec = runs.RunSpec(**spec)
+    k = min(2, spec.n_tasks)
+    again = runs.execute(spec, stop_after=k)
+    recorded = np.array(record["R"])[:k]
+    gap = float(np.abs(again.R[:k] - recorded).max())
+    assert gap <= TOLERANCE, (
+        f"{chapter}: {spec.method} no longer reproduces its record {spec.key} "
+        f"({spec.to_dict()}): max |ΔR| over the first {k} rows = {gap:.4f} > {TOLERANCE}. "
+        f"If the change is intended, refresh the chapter: python scripts/refresh_results.py {chapter[:2]}")
