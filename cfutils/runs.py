@@ -38,6 +38,8 @@ from .train import RunResult, train
 
 FORMAT = 1  # bump when the record layout or the meaning of a spec field changes: old records re-train
 STREAMS = {"split": ("task", "class"), "permuted": ("domain",)}
+EVALUATIONS = ("test", "validation")
+N_VALIDATION = 10_000  # training images held out (the same ones for every seed) when evaluation="validation"
 BACKENDS = ("local", "ray")
 LOSS_BINS = 50  # losses are stored as means over this many bins per task
 
@@ -66,6 +68,8 @@ class RunSpec:
     n_train: int | None = None  # class-stratified subset of the training set (None: all of it)
     n_test: int | None = None
     fraction: float = 1.0  # share of permuted pixels (permuted streams)
+    class_order: tuple[int, ...] | None = None  # split streams: which classes come first
+    evaluation: str = "test"  # "validation": tune on held-out training images, never on the test set
     widths: tuple[int, ...] = (400, 400)
     epochs: int = 1
     batch_size: int = 128
@@ -80,10 +84,13 @@ class RunSpec:
         params = dict(self.params)
         object.__setattr__(self, "params", tuple(sorted(params.items())))
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if self.class_order is not None:
+            object.__setattr__(self, "class_order", tuple(int(c) for c in self.class_order))
         check_choice("method", self.method, sorted(METHODS))
         check_choice("stream", self.stream, tuple(STREAMS))
         check_choice("scenario", self.scenario, STREAMS[self.stream])
         check_choice("dataset", self.dataset, data.DATASETS)
+        check_choice("evaluation", self.evaluation, EVALUATIONS)
         check_choice("optimizer", self.optimizer, ("sgd", "adam"))
         for name in ("n_tasks", "epochs", "batch_size", "seed"):
             check_int(name, getattr(self, name), minimum=0 if name == "seed" else 1)
@@ -108,12 +115,22 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["params"], d["widths"] = self.kwargs, list(self.widths)
+        if self.class_order is not None:
+            d["class_order"] = list(self.class_order)
         return d
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that differ from their defaults (and the method): what makes this run this run.
+
+        A field added later with a default leaves the identity, and so the records, of older specs alone.
+        """
+        defaults = RunSpec(self.method, self.params).to_dict()
+        return {k: v for k, v in self.to_dict().items() if k in ("method", "params") or v != defaults[k]}
 
     @property
     def key(self) -> str:
-        """16 hex digits of the SHA-256 of the canonical JSON of the spec."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """16 hex digits of the SHA-256 of the canonical JSON of :meth:`identity`."""
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def build_method(self) -> methods.Method:
@@ -172,13 +189,18 @@ def _full_dataset(name: str) -> data.Dataset:
 def data_for(spec: RunSpec, device: torch.device | str = "cpu") -> data.TaskStream:
     """The task stream of ``spec`` (the subset and the permutations follow ``spec.seed``)."""
     ds = _full_dataset(spec.dataset)
+    if spec.evaluation == "validation":
+        held_out = torch.randperm(len(ds.y_train), generator=torch.Generator().manual_seed(0))
+        val, rest = held_out[:N_VALIDATION].sort().values, held_out[N_VALIDATION:].sort().values
+        ds = data.Dataset(ds.name, ds.x_train[rest], ds.y_train[rest], ds.x_train[val], ds.y_train[val],
+                          ds.class_names)
     if spec.n_train or spec.n_test:
         ds = ds.subset(spec.n_train, spec.n_test, torch.Generator().manual_seed(spec.seed))
     if str(device) != "cpu":
         ds = data.Dataset(ds.name, *(t.to(device) for t in (ds.x_train, ds.y_train, ds.x_test, ds.y_test)),
                           ds.class_names)
     if spec.stream == "split":
-        return data.split_stream(ds, spec.n_tasks, scenario=spec.scenario)
+        return data.split_stream(ds, spec.n_tasks, scenario=spec.scenario, class_order=spec.class_order)
     return data.permuted_stream(ds, spec.n_tasks, fraction=spec.fraction, seed=spec.seed)
 
 
@@ -257,7 +279,7 @@ def load(spec: RunSpec, root: Path | None = None) -> Record | None:
     try:
         saved = json.loads(gzip.decompress(path.read_bytes()))
         problem = ("an old record format" if saved.get("format") != FORMAT else
-                   "another specification" if saved.get("spec") != spec.to_dict() else None)
+                   "another specification" if saved.get("identity") != spec.identity() else None)
         weights = _load_weights(path) if spec.keep_weights else None
     except (OSError, EOFError, ValueError, KeyError, RuntimeError) as err:
         problem = f"an unreadable file ({type(err).__name__})"
@@ -288,8 +310,8 @@ def save(record: Record, root: Path | None = None) -> Path:
     body.update(R=record.R.tolist(), random_init=record.random_init.tolist(),
                 curves=None if record.curves is None else np.round(record.curves, 5).tolist(),
                 losses=[round(v, 5) for v in record.losses])
-    blob = gzip.compress(json.dumps({"format": FORMAT, "spec": record.spec.to_dict(), "record": body},
-                                    sort_keys=True).encode(), mtime=0)
+    head = {"format": FORMAT, "identity": record.spec.identity(), "spec": record.spec.to_dict()}
+    blob = gzip.compress(json.dumps({**head, "record": body}, sort_keys=True).encode(), mtime=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "wb") as f:

@@ -55,6 +55,19 @@ def test_spec_key_is_stable_and_sensitive():
     assert a.replace(params={"lam": 2.0}).kwargs == {"lam": 2.0, "n_fisher": 10}
 
 
+def test_a_new_default_field_keeps_old_keys():
+    spec = tiny_spec()
+    assert "evaluation" not in spec.identity() and "evaluation" in spec.to_dict()
+    assert spec.replace(evaluation="validation").key != spec.key
+
+
+def test_validation_runs_never_see_the_test_set():
+    spec = runs.RunSpec(method="naive", evaluation="validation", n_tasks=5)
+    stream = runs.data_for(spec)
+    assert sum(t.n_train for t in stream) == 60_000 - runs.N_VALIDATION
+    assert sum(len(t.y_test) for t in stream) == runs.N_VALIDATION
+
+
 def test_second_call_reads_the_record(store, monkeypatch):
     calls = trains(monkeypatch)
     spec = tiny_spec(eval_every=5)
@@ -79,7 +92,7 @@ def test_training_leaves_the_global_random_state_alone(store):
     (lambda p: p.write_bytes(b"not gzip"), "unreadable"),
     (lambda p: p.write_bytes(gzip.compress(b"{")), "unreadable"),
     (lambda p: _rewrite(p, format=runs.FORMAT - 1), "old record format"),
-    (lambda p: _rewrite(p, spec={**_read(p)["spec"], "lr": 1.0}), "another specification"),
+    (lambda p: _rewrite(p, identity={**_read(p)["identity"], "lr": 1.0}), "another specification"),
 ])
 def test_a_bad_record_is_said_and_retrained(store, monkeypatch, capsys, damage, reason):
     spec = tiny_spec()
