@@ -162,7 +162,8 @@ def test_task_il_distils_each_old_head_on_its_own():
     shifted[:, :2] += 5.0  # one old head shifted: its own softmax does not see it ...
     assert math.isclose(penalty(shifted), base, rel_tol=1e-6)
     # ... while one softmax over both old heads would
-    assert abs(float(kd_loss(z[:, :4], shifted[:, :4], 2.0)) - float(kd_loss(z[:, :4], v[:, :4], 2.0))) > 0.1
+    joint = [float(kd_loss(z[:, :4], teacher[:, :4], 2.0)) for teacher in (v, shifted)]
+    assert abs(joint[0] - joint[1]) > 0.1
     inside = v.clone()
     inside[:, 0] += 1.0
     assert penalty(inside) != base
@@ -268,14 +269,16 @@ def test_lwf_replay_distils_on_the_replay_batch_too():
     method, model = LwFReplay(40, 16, beta=0.0), MLP(16, (8,), 6)
     method.setup(model, stream)
     method.after_task(model, stream[0])
-    method.buffer.add(stream[0].x_train[:40], stream[0].y_train[:40], torch.zeros(40, dtype=torch.long))
+    first = stream[0]
+    method.buffer.add(first.x_train[:40], first.y_train[:40], torch.zeros(40, dtype=torch.long))
     method.before_task(model, stream[1])
     with torch.no_grad():
         model.head.bias.add_(torch.arange(6.0))
     old = method.buffer.sample(16)
-    with torch.no_grad():
-        assert float(method.replay_loss([model(old.x)], [old])) > 0.0  # beta = 0: distillation alone
-    assert method.stored_bytes() == method.memory_bytes() + sum(p.numel() * 4 for p in model.parameters())
+    with torch.no_grad():  # beta = 0: the replay loss is the distillation alone
+        assert float(method.replay_loss([model(old.x)], [old])) > 0.0
+    teacher_bytes = sum(p.numel() * 4 for p in model.parameters())
+    assert method.stored_bytes() == method.memory_bytes() + teacher_bytes
 
 
 def test_frozen_copy_is_independent_of_the_model():

@@ -67,6 +67,7 @@ class LwF(FrozenTeacher):
         self.step = 0
 
     def penalty(self, model: nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """LwF's :math:`\\Omega`: the distillation of the new batch."""
         return self.distil(x, out)
 
     def distil(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -95,10 +96,10 @@ class LwF(FrozenTeacher):
 
 
 class LwFReplay(LwF, Replay):
-    """LwF + ER: :class:`Replay`'s loss (CE on the new batch and on a replay batch) plus LwF's
-    distillation on both batches.
+    """LwF + ER: :class:`Replay`'s loss plus LwF's distillation of the new and the replay batch.
 
-    Replay's loss is reused unchanged, at the price of one more forward pass of the new batch.
+    Replay's loss (CE on the new batch and on a replay batch drawn from a small memory) is reused
+    unchanged, at the price of one more forward pass of the new batch for its distillation.
     """
 
     name = "lwf_replay"
