@@ -11,7 +11,12 @@ from .replay import Replay
 from .der import DER
 from .generative_replay import VAE, GenerativeReplay
 from .icarl import ICaRL, herding
+from .teacher import FrozenTeacher
+from .weight_align import align_weights
+from .lwf import LwF, LwFReplay
+from .lfl import LFL
 
 __all__ = ["Method", "Naive", "Joint"]
 __all__ += ["QuadraticPenalty", "EWC", "OnlineEWC", "SI", "MAS"]
 __all__ += ["Buffer", "Replay", "DER", "VAE", "GenerativeReplay", "ICaRL", "herding"]
+__all__ += ["FrozenTeacher", "LwF", "LwFReplay", "LFL", "align_weights"]

@@ -12,8 +12,8 @@ replay pulls today's logits back towards them, a distillation term on the memory
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from ..distill import logit_matching
 from ..repro import check_float
 from .buffer import Memory
 from .replay import Replay
@@ -38,7 +38,7 @@ class DER(Replay):
 
     def replay_loss(self, outs: list[torch.Tensor], old: list[Memory]) -> torch.Tensor:
         """:math:`\\alpha \\lVert h_\\theta(x) - z\\rVert^2` on the first replay batch, plus DER++'s label term on the second."""
-        loss = self.alpha * F.mse_loss(outs[0], old[0].logits)
+        loss = self.alpha * logit_matching(outs[0], old[0].logits)
         if self.beta > 0:
             loss = loss + super().replay_loss(outs[1:], old[1:])
         return loss

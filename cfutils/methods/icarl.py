@@ -12,13 +12,12 @@ r"""iCaRL (Rebuffi et al. 2017): herding exemplars, distillation, and a nearest-
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data import Task, TaskStream
+from ..distill import frozen_copy
 from ..repro import check_choice, check_int
 from .base import Method
 from .buffer import Buffer
@@ -105,7 +104,7 @@ class ICaRL(Method):
         sums.index_add_(0, mem.y, self.embed(model, mem.x))
         self.means = F.normalize(sums, dim=1)
         self.has_mean = torch.bincount(mem.y, minlength=self.stream.n_classes) > 0
-        self.old_model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.old_model = frozen_copy(model)
         model.train(was_training)
 
     @staticmethod
