@@ -278,7 +278,7 @@ def test_lwf_replay_distils_on_the_replay_batch_too():
     with torch.no_grad():  # beta = 0: the replay loss is the distillation alone
         assert float(method.replay_loss([model(old.x)], [old])) > 0.0
     teacher_bytes = sum(p.numel() * 4 for p in model.parameters())
-    assert method.stored_bytes() == method.memory_bytes() + teacher_bytes
+    assert method.stored_bytes() == method.buffer.nbytes + teacher_bytes
 
 
 def test_frozen_copy_is_independent_of_the_model():

@@ -121,4 +121,4 @@ class LwFReplay(LwF, Replay):
 
     def stored_bytes(self) -> int:
         """The teacher and the replay memory."""
-        return super().stored_bytes() + self.memory_bytes()
+        return super().stored_bytes() + self.buffer.nbytes
