@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from cfutils import data, fisher, models, train
-from cfutils.methods import EWC, MAS, SI, OnlineEWC
+from cfutils import data, fisher, models, runs, train
+from cfutils.methods import EWC, L2, MAS, SI, OnlineEWC
 
 
 def toy_stream(n_tasks: int = 3, scenario: str = "domain") -> data.TaskStream:
@@ -173,9 +173,29 @@ def test_si_path_integral_with_plain_sgd_is_lr_times_squared_gradients():
         torch.testing.assert_close(method.omega[n], 0.1 * g ** 2)
 
 
+def test_l2_pulls_every_parameter_equally_to_the_latest_anchor():
+    stream, model = toy_stream(2), toy_model()
+    method = L2(0.5)
+    train.train(method, model, stream, epochs=1, batch_size=50, lr=0.05)
+    (importance, anchor), = method.terms
+    assert all(torch.equal(w, torch.ones_like(w)) for w in importance.values())
+    assert all(torch.equal(anchor[n], p.detach()) for n, p in model.named_parameters())  # end of task 2
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)
+    n_params = sum(p.numel() for p in model.parameters())
+    torch.testing.assert_close(method.penalty(model), torch.tensor(0.5 * 0.01 * n_params))
+    model.zero_grad(set_to_none=True)
+    method.after_backward(model)
+    assert all(torch.allclose(p.grad, torch.full_like(p, 2 * 0.5 * 0.1)) for p in model.parameters())
+    assert method.stored_bytes() == n_params * 4  # the anchor only
+    assert runs.RunSpec("l2", {"strength": 0.5}).build_method().strength == 0.5
+
+
 @pytest.mark.parametrize(("make", "word"), [(lambda: EWC(-1.0), "lam"), (lambda: EWC(1.0, fisher="hessian"), "fisher"),
                                             (lambda: OnlineEWC(1.0, gamma=1.5), "gamma"), (lambda: SI(-1.0), "c"),
-                                            (lambda: MAS(1.0, n_samples=0), "n_samples")])
+                                            (lambda: MAS(1.0, n_samples=0), "n_samples"),
+                                            (lambda: L2(-1.0), "strength")])
 def test_bad_arguments_name_the_parameter(make, word):
     with pytest.raises(ValueError, match=word):
         make()

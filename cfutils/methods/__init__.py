@@ -2,6 +2,7 @@
 from .base import Method
 from .ewc import EWC, OnlineEWC
 from .joint import Joint
+from .l2 import L2
 from .mas import MAS
 from .naive import Naive
 from .quadratic import QuadraticPenalty
@@ -17,6 +18,6 @@ from .lwf import LwF, LwFReplay
 from .lfl import LFL
 
 __all__ = ["Method", "Naive", "Joint"]
-__all__ += ["QuadraticPenalty", "EWC", "OnlineEWC", "SI", "MAS"]
+__all__ += ["QuadraticPenalty", "EWC", "OnlineEWC", "SI", "MAS", "L2"]
 __all__ += ["Buffer", "Replay", "DER", "VAE", "GenerativeReplay", "ICaRL", "herding"]
 __all__ += ["FrozenTeacher", "LwF", "LwFReplay", "LFL", "align_weights"]
