@@ -19,8 +19,8 @@ COMMON_BAD = [({"profile": "huge"}, "profile"), ({"dataset": "imagenet"}, "datas
 BAD_PARAMETERS: dict[str, list[tuple[dict, str]]] = {
     "01_definition_and_causes": [({"lr": -0.1}, "lr"), ({"n_tasks": 0}, "n_tasks"), ({"n_tasks": 3}, "n_tasks"),
                                  ({"seed": -1}, "seed")],
-    "02_ewc": [({"lam": -1.0}, "lam"), ({"n_tasks": 0}, "n_tasks"), ({"gamma": 1.5}, "gamma"),
-               ({"si_c": -5.0}, "si_c"), ({"lr": 0.0}, "lr")],
+    "02_ewc": [({"gamma": 1.5}, "gamma"), ({"adam_lr": 0.0}, "adam_lr"), ({"n_compare": 0}, "n_compare"),
+               ({"seed": -1}, "seed"), ({"device": "tpu"}, "device")],
     "05_replay": [({"small_buffer": -10}, "small_buffer"), ({"buffer_sizes": [50, 0]}, "buffer_sizes"),
                   ({"epochs": 0}, "epochs"), ({"lr": 0}, "lr"), ({"small_buffer": 5000, "large_buffer": 100}, "small_buffer")],
     "08_llm_case_study": [({"model": "no-such-model"}, "model"), ({"real_model": "no-such-model"}, "real_model"),
