@@ -34,6 +34,7 @@ REPO = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].r
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 CHAPTERS = [c["file"] for part in TOC["parts"] for c in part["chapters"] if c["file"].startswith("notebooks/")]
 REDIRECT = re.compile(r'<meta http-equiv="refresh" content="0; ?url=([^"]+)"', re.IGNORECASE)
+FAVICON = "/favicon.ico"   # Chromium asks every site for one, at a moment of its choosing; the book has none
 
 # Run in the page once it is loaded: wait for MathJax's first typesetting and for every image, then report.
 INSPECT = r"""async () => {
@@ -100,10 +101,12 @@ def visit(context: BrowserContext, base: str, page_name: str) -> Visit:
     """Load one page, record its console errors and requests, inspect it and save a screenshot."""
     seen = Visit()
     page: Page = context.new_page()
-    page.on("console", lambda m: m.type == "error" and seen.console_errors.append(f"{m.text} ({m.location['url']})"))
+    page.on("console", lambda m: m.type == "error" and not m.location["url"].endswith(FAVICON)
+            and seen.console_errors.append(f"{m.text} ({m.location['url']})"))
     page.on("pageerror", lambda e: seen.console_errors.append(f"uncaught: {e}"))
     page.on("requestfailed", lambda r: r.url.startswith(base) and seen.failed_requests.append(r.url))
-    page.on("response", lambda r: r.status >= 400 and seen.failed_requests.append(f"{r.status} {r.url}"))
+    page.on("response", lambda r: r.status >= 400 and not r.url.endswith(FAVICON)
+            and seen.failed_requests.append(f"{r.status} {r.url}"))
     page.goto(base + page_name, wait_until="networkidle")
     seen.report = page.evaluate(INSPECT)
     if page_name.removesuffix(".html") in CHAPTERS:
