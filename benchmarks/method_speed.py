@@ -44,6 +44,9 @@ CONFIGS: dict[str, list[tuple[str, Callable[[], M.Method], float | None]]] = {
             ("DER++", lambda: M.DER(5000, 128, beta=0.5), 2.6)],
     "generative_replay": [("generative replay", M.GenerativeReplay, None)],
     "icarl": [("iCaRL (2,000 exemplars)", lambda: M.ICaRL(2000), None)],
+    "lwf": [("LwF (LwF.MC in class-IL)", lambda: M.LwF(1.0, 2.0), None)],
+    "lwf_replay": [("LwF + ER (replay batch 32)", lambda: M.LwFReplay(500, 32), None)],
+    "lfl": [("LFL", lambda: M.LFL(1.0), None)],
 }
 
 
