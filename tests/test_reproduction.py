@@ -53,3 +53,9 @@ def test_recorded_run_reproduces(chapter: str, spec: dict, record: dict):
         f"{chapter}: {spec.method} no longer reproduces its record {spec.key} "
         f"({spec.to_dict()}): max |ΔR| over the first {k} rows = {gap:.4f} > {TOLERANCE}. "
         f"If the change is intended, refresh the chapter: python scripts/refresh_results.py {chapter[:2]}")
+
+
+def test_results_folder_stays_small():
+    """Records are committed: the whole store must stay under 30 MB."""
+    size = sum(p.stat().st_size for p in RESULTS.rglob("*") if p.is_file())
+    assert size <= 30e6, f"results/ holds {size / 1e6:.1f} MB (> 30 MB): keep fewer weights or prune"
