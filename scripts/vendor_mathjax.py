@@ -34,6 +34,7 @@ STAMP = "VERSION"
 
 
 def cache_dir() -> Path:
+    """Where the unpacked package is kept for every checkout of this machine."""
     base = Path(os.environ.get("CFBOOK_CACHE", Path.home() / ".cache" / "cfbook"))
     return base / f"mathjax-{VERSION}"
 
@@ -79,7 +80,8 @@ def unpack(tarball: Path, target: Path) -> None:
             if name == "LICENSE" or (name.startswith("es5/") and name[4:].startswith(KEEP)):
                 m.name = name.removeprefix("es5/")
                 members.append(m)
-        tar.extractall(target, members=members, filter="data")
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}   # Python >= 3.10.12
+        tar.extractall(target, members=members, **safe)
     if not (target / ENTRY).is_file():
         raise RuntimeError(f"the mathjax@{VERSION} package has no es5/{ENTRY}")
     (target / STAMP).write_text(VERSION + "\n")
@@ -88,12 +90,18 @@ def unpack(tarball: Path, target: Path) -> None:
 def fill_cache(cache: Path) -> None:
     """Fetch and unpack into a temporary folder next to ``cache``, then rename it (atomic)."""
     cache.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(cache, ignore_errors=True)    # an incomplete copy (no VERSION stamp)
     with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
         unpack(npm_pack(Path(tmp)), Path(tmp) / "mathjax")
-        os.replace(Path(tmp) / "mathjax", cache)
+        try:
+            os.replace(Path(tmp) / "mathjax", cache)
+        except OSError:
+            if not installed(cache):            # else another checkout filled it meanwhile
+                raise
 
 
 def installed(path: Path) -> bool:
+    """Whether ``path`` holds a complete copy of the pinned version (not the CDN loader)."""
     stamp = path / STAMP
     return stamp.is_file() and stamp.read_text().strip() == VERSION and (path / ENTRY).is_file()
 
@@ -123,7 +131,7 @@ def vendor(dest: Path = DEST) -> bool:
             return False
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(cache, dest)
-    print(f"[book] MathJax {VERSION} copied into {dest.relative_to(ROOT)}", file=sys.stderr)
+    print(f"[book] MathJax {VERSION} copied into {dest}", file=sys.stderr)
     return True
 
 

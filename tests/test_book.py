@@ -2,7 +2,10 @@
 links and the book's own MathJax; notebook code fits the book's code column."""
 from __future__ import annotations
 
+import importlib.util
+import io
 import re
+import tarfile
 from pathlib import Path
 
 import nbformat
@@ -60,3 +63,49 @@ def test_code_lines_fit_the_code_column(notebook: Path):
     long = [f"cell {i}, {len(line)} chars: {line[:60]}..." for i, cell in enumerate(nb.cells)
             if cell.cell_type == "code" for line in cell.source.splitlines() if len(line) > MAX_LINE]
     assert not long, f"{len(long)} code lines longer than {MAX_LINE} characters:\n" + "\n".join(long)
+
+
+def vendor_mathjax():
+    """scripts/vendor_mathjax.py as a module."""
+    spec = importlib.util.spec_from_file_location("vendor_mathjax", ROOT / "scripts" / "vendor_mathjax.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_vendor_unpacks_only_what_the_book_loads(tmp_path: Path):
+    vm = vendor_mathjax()
+    tarball = tmp_path / "mathjax.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name in ["LICENSE", "README.md", "es5/tex-mml-chtml.js", "es5/tex-svg.js", "es5/output/svg/a.js",
+                     "es5/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff", "es5/input/tex/extensions/ams.js"]:
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size = len(name)
+            tar.addfile(info, io.BytesIO(name.encode()))
+    vm.unpack(tarball, tmp_path / "out")
+    kept = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert kept == {"LICENSE", "VERSION", "tex-mml-chtml.js", "output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff",
+                    "input/tex/extensions/ams.js"}
+
+
+def test_vendor_copies_the_cached_copy(tmp_path: Path, monkeypatch):
+    vm = vendor_mathjax()
+    monkeypatch.setenv("CFBOOK_CACHE", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))        # no npm: the cache alone must do
+    cache = vm.cache_dir()
+    cache.mkdir()
+    (cache / vm.ENTRY).write_text("// MathJax")
+    (cache / vm.STAMP).write_text(vm.VERSION)
+    assert vm.vendor(tmp_path / "dest") is True
+    assert (tmp_path / "dest" / vm.ENTRY).read_text() == "// MathJax"
+
+
+def test_vendor_without_npm_says_so_in_one_line_and_loads_from_the_cdn(tmp_path: Path, monkeypatch, capsys):
+    vm = vendor_mathjax()
+    monkeypatch.setenv("CFBOOK_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert vm.vendor(tmp_path / "dest") is False
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "npm is not installed" in said[0] and "CDN" in said[0]
+    assert vm.CDN in (tmp_path / "dest" / vm.ENTRY).read_text()
+    assert not (tmp_path / "dest" / vm.STAMP).exists()    # so the next build tries again

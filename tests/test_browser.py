@@ -38,7 +38,8 @@ FAVICON = "/favicon.ico"   # Chromium asks every site for one, at a moment of it
 
 # Run in the page once it is loaded: wait for MathJax's first typesetting and for every image, then report.
 INSPECT = r"""async () => {
-  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  const typeset = window.MathJax && MathJax.startup && MathJax.startup.promise;
+  if (typeset) await Promise.race([typeset, new Promise(done => setTimeout(done, 30000))]);
   await Promise.all(Array.from(document.images, img => img.complete ? null
       : new Promise(done => { img.addEventListener('load', done); img.addEventListener('error', done); })));
   const math = Array.from(document.querySelectorAll('.math'));
@@ -65,13 +66,15 @@ class Visit:
     colab_visible: bool | None = None   # chapter pages only
 
 
+@pytest.fixture(scope="session")
 def chromium() -> str:
-    """Debian's chromium, or skip (cannot be installed here) / fail (the set-up should have installed it)."""
+    """Debian's chromium, or skip (cannot be installed here) / fail (the set-up should have installed it).
+    Session-scoped and requested before the book, so a skip costs no build."""
     path = shutil.which("chromium")
     if path:
         return path
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        pytest.fail("chromium is missing but this machine can install it: source scripts/env.sh (apt-get as root)")
+        pytest.fail("chromium is missing but this machine can install it: source scripts/env.sh (apt as root)")
     pytest.skip("chromium is not installed and cannot be here (not root or no apt-get): browser test skipped")
 
 
@@ -97,72 +100,91 @@ def pages_of(html: Path) -> list[str]:
     return sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html") if "_static" not in p.parts)
 
 
-def visit(context: BrowserContext, base: str, page_name: str) -> Visit:
-    """Load one page, record its console errors and requests, inspect it and save a screenshot."""
-    seen = Visit()
-    page: Page = context.new_page()
-    page.on("console", lambda m: m.type == "error" and not m.location["url"].endswith(FAVICON)
-            and seen.console_errors.append(f"{m.text} ({m.location['url']})"))
-    page.on("pageerror", lambda e: seen.console_errors.append(f"uncaught: {e}"))
+def listen(page: Page, base: str, seen: Visit) -> None:
+    """Record the page's console errors, uncaught exceptions and failed requests into ``seen``."""
+    def on_console(message) -> None:
+        if message.type == "error" and not message.location["url"].endswith(FAVICON):
+            seen.console_errors.append(f"{message.text} ({message.location['url']})")
+
+    def on_response(response) -> None:
+        if response.status >= 400 and not response.url.endswith(FAVICON):
+            seen.failed_requests.append(f"{response.status} {response.url}")
+
+    page.on("console", on_console)
+    page.on("response", on_response)
+    page.on("pageerror", lambda error: seen.console_errors.append(f"uncaught: {error}"))
     page.on("requestfailed", lambda r: r.url.startswith(base) and seen.failed_requests.append(r.url))
-    page.on("response", lambda r: r.status >= 400 and not r.url.endswith(FAVICON)
-            and seen.failed_requests.append(f"{r.status} {r.url}"))
+
+
+def colab_shown(page: Page, page_name: str) -> bool:
+    """Whether the chapter's Colab link is in the launch menu and shows when a reader hovers the rocket."""
+    link = page.locator(f'.dropdown-launch-buttons a[href="{colab_url(page_name)}"]')
+    if not link.count():
+        return False
+    page.hover(".dropdown-launch-buttons")
+    return link.first.is_visible()
+
+
+def visit(context: BrowserContext, base: str, page_name: str, seen: Visit) -> None:
+    """Load one page, record what it logs and requests, inspect it and save a full-page screenshot."""
+    page = context.new_page()
+    listen(page, base, seen)
     page.goto(base + page_name, wait_until="networkidle")
     seen.report = page.evaluate(INSPECT)
     if page_name.removesuffix(".html") in CHAPTERS:
-        colab = page.locator(f'.dropdown-launch-buttons a[href="{colab_url(page_name)}"]')
-        if colab.count():
-            page.hover(".dropdown-launch-buttons")
-            seen.colab_visible = colab.first.is_visible()
-        else:
-            seen.colab_visible = False
+        seen.colab_visible = colab_shown(page, page_name)
     shot = SHOTS / page_name.replace(".html", ".png")
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot), full_page=True)
     page.close()
-    return seen
 
 
 def colab_url(page_name: str) -> str:
     return f"https://colab.research.google.com/github/{REPO}/blob/main/{page_name.removesuffix('.html')}.ipynb"
 
 
-@pytest.fixture(scope="module")
-def visits(book_html: Path, tmp_path_factory) -> dict[str, Visit]:
-    """Every page of the book, visited once in one headless Chromium; requests to anywhere but the local
-    server are aborted (and recorded), so nothing leaves the machine."""
-    executable = chromium()
-    shutil.rmtree(SHOTS, ignore_errors=True)
+def redirect_target(html: Path, page_name: str) -> Path | None:
+    """The page a redirect stub (Jupyter Book's index.html) sends the reader to, else None."""
+    match = REDIRECT.search((html / page_name).read_text(errors="replace"))
+    return (html / page_name).parent / match.group(1) if match else None
+
+
+def visit_book(context: BrowserContext, base: str, html: Path) -> dict[str, Visit]:
+    """Visit every page of ``html`` served at ``base``. A request to anywhere else is refused and
+    recorded on the page being visited, so nothing leaves the machine."""
     results: dict[str, Visit] = {}
-    outside: list[tuple[str, str]] = []   # (page, url) of requests the browser tried to send elsewhere
+
+    def only_local(route) -> None:
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            list(results.values())[-1].outside_requests.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_local)
+    for name in pages_of(html):
+        results[name] = seen = Visit()
+        target = redirect_target(html, name)
+        if target is None:
+            visit(context, base, name, seen)
+        elif not target.is_file():   # a redirect is not visited: its target is, as a page of its own
+            seen.failed_requests.append(f"redirects to a missing page: {target}")
+    return results
+
+
+@pytest.fixture(scope="module")
+def visits(chromium: str, book_html: Path, tmp_path_factory) -> dict[str, Visit]:
+    """The book's pages, visited once in one headless Chromium with a fresh profile (user-data-dir)."""
+    shutil.rmtree(SHOTS, ignore_errors=True)
     with serve(book_html) as base, sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=executable, headless=True,
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=chromium, headless=True,
             args=FLAGS, viewport={"width": 1280, "height": 900})
-        current = [""]
-
-        def only_local(route) -> None:
-            if route.request.url.startswith(base):
-                route.continue_()
-            else:
-                outside.append((current[0], route.request.url))
-                route.abort()
-
-        context.route("**/*", only_local)
+        context.set_default_timeout(60_000)   # a loaded 2-core machine
         try:
-            for name in pages_of(book_html):
-                target = REDIRECT.search((book_html / name).read_text(errors="replace"))
-                if target:   # a redirect stub (index.html): its target must exist, the target is visited itself
-                    dest = (book_html / name).parent / target.group(1)
-                    results[name] = Visit(failed_requests=[] if dest.is_file() else [f"redirect to {dest}"])
-                    continue
-                current[0] = name
-                results[name] = visit(context, base, name)
+            return visit_book(context, base, book_html)
         finally:
             context.close()
-    for name, url in outside:
-        results[name].outside_requests.append(url)
-    return results
 
 
 def problems(visits: dict[str, Visit], check) -> str:
