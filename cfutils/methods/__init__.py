@@ -11,7 +11,15 @@ from .replay import Replay
 from .der import DER
 from .generative_replay import VAE, GenerativeReplay
 from .icarl import ICaRL, herding
+from .episodic import EpisodicProjection, InterferenceLog
+from .gem import GEM
+from .agem import AGEM
+from .ogd import OGD
+from .gpm import GPM
+from .pcgrad import PCGrad
+from .mer import MER
 
 __all__ = ["Method", "Naive", "Joint"]
 __all__ += ["QuadraticPenalty", "EWC", "OnlineEWC", "SI", "MAS"]
 __all__ += ["Buffer", "Replay", "DER", "VAE", "GenerativeReplay", "ICaRL", "herding"]
+__all__ += ["EpisodicProjection", "InterferenceLog", "GEM", "AGEM", "OGD", "GPM", "PCGrad", "MER"]
