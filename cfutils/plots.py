@@ -7,8 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-# One colour per method for the whole book (colour-blind-safe "colorblind" palette first, then "dark",
-# then Dark2's teal, slate and magenta, the hues furthest from those twenty).
+# One colour per method for the whole book: colour-blind-safe "colorblind" palette first, then
+# "dark", then Dark2's teal, slate and magenta (the hues furthest from those twenty).
 _PALETTE = sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)
 _PALETTE += [sns.color_palette("Dark2", 8)[i] for i in (0, 2, 3)]
 METHOD_COLORS: dict[str, tuple[float, float, float]] = {
@@ -21,8 +21,8 @@ METHOD_COLORS: dict[str, tuple[float, float, float]] = {
 METHOD_LABELS = {"naive": "fine-tuning", "joint": "joint (upper bound)", "online_ewc": "online EWC",
                  "ewc": "EWC", "si": "SI", "mas": "MAS", "lwf": "LwF", "gem": "GEM", "agem": "A-GEM",
                  "replay": "ER", "der": "DER", "derpp": "DER++", "generative_replay": "generative replay",
-                 "icarl": "iCaRL", "prognet": "Progressive Nets", "fel": "FEL", "lora": "LoRA", "ogd": "OGD",
-                 "gpm": "GPM", "pcgrad": "PCGrad", "mer": "MER"}
+                 "icarl": "iCaRL", "prognet": "Progressive Nets", "fel": "FEL", "lora": "LoRA", "ogd": "OGD"}
+METHOD_LABELS |= {"gpm": "GPM", "pcgrad": "PCGrad", "mer": "MER"}
 TASK_PALETTE = "crest"
 
 

@@ -1,4 +1,4 @@
-"""Unit tests of the gradient-projection methods (GEM, A-GEM, OGD, GPM, PCGrad) and MER: tiny problems."""
+"""Unit tests of the gradient-projection methods (GEM, A-GEM, OGD, GPM, PCGrad) and MER."""
 from __future__ import annotations
 
 import itertools
@@ -24,11 +24,12 @@ def tiny_stream(scenario: str = "class", n_tasks: int = 2):
     x = torch.randn(400, 1, 4, 4, generator=g)
     y = torch.arange(400) % 4
     x[:, 0, 0, 0] += 3 * y
-    return split_stream(Dataset("toy", x, y, x[:80], y[:80], ("a", "b", "c", "d")), n_tasks, scenario)
+    data = Dataset("toy", x, y, x[:80], y[:80], ("a", "b", "c", "d"))
+    return split_stream(data, n_tasks, scenario)
 
 
 def violating_problem(k: int, dim: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A gradient ``g`` and ``k`` memory gradients (rows of ``G``) with at least one negative dot."""
+    """A gradient ``g`` and ``k`` memory gradients (rows of ``G``), at least one dot negative."""
     gen = torch.Generator().manual_seed(seed)
     while True:
         G = torch.randn(k, dim, generator=gen, dtype=torch.float64)
@@ -38,7 +39,7 @@ def violating_problem(k: int, dim: int = 6, seed: int = 0) -> tuple[torch.Tensor
 
 
 def closest_feasible_by_enumeration(g: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-    """Brute force: the projection of ``g`` onto {z : G_S z = 0} for every active set S, best feasible one."""
+    """Brute force: project ``g`` onto {z : G_S z = 0} for every active set S; closest feasible."""
     best = None
     for r in range(len(G) + 1):
         for S in itertools.combinations(range(len(G)), r):
@@ -89,7 +90,7 @@ def test_gradient_vectors_round_trip_and_memory_grads_match_autograd():
     torch.manual_seed(0)
     model = MLP(16, (8,), 4)
     params = list(model.parameters())
-    x, y, t = torch.randn(5, 1, 4, 4), torch.tensor([0, 1, 2, 3, 0]), torch.zeros(5, dtype=torch.long)
+    x, y, t = torch.randn(5, 1, 4, 4), torch.tensor([0, 1, 2, 3, 0]), torch.zeros(5).long()
     loss = nn.functional.cross_entropy(model(x), y)
     loss.backward()
     g = flat_grad(params)
@@ -102,7 +103,8 @@ def test_gradient_vectors_round_trip_and_memory_grads_match_autograd():
 
     G = memory_grads(model, params, mean_loss, [(x, y, t), (x[:2], y[:2], t[:2])])
     assert torch.allclose(G[0], g, atol=1e-6)
-    assert torch.allclose(G[1], grad_vector(mean_loss(model, x[:2], y[:2], t[:2]), params), atol=1e-6)
+    g_two = grad_vector(mean_loss(model, x[:2], y[:2], t[:2]), params)
+    assert torch.allclose(G[1], g_two, atol=1e-6)
     assert torch.allclose(flat_grad(params), 2 * g)  # reading memory gradients leaves .grad alone
 
 
@@ -176,14 +178,15 @@ def test_pcgrad_removes_the_conflicting_component():
 
 
 def test_mer_meta_gradient_reproduces_its_inner_step():
-    """beta = 1, one batch, empty memory, lr (gamma) = 1: MER's step is one SGD step of rate alpha."""
+    """beta = 1, 1 batch, empty memory, lr (gamma) = 1: MER's step is 1 SGD step of rate alpha."""
     torch.manual_seed(0)
     model, stream = MLP(16, (8,), 4), tiny_stream("class")
     method = MER(memory_size=10, n_batches=1, alpha=0.1, beta=1.0)
     method.setup(model, stream)
     x, y, t = stream[0].x_train[:1], stream[0].y_train[:1], torch.zeros(1, dtype=torch.long)
     params = list(model.parameters())
-    expected = [p - 0.1 * gp for p, gp in zip(params, torch.autograd.grad(method.loss(model, x, y, t), params))]
+    grads = torch.autograd.grad(method.loss(model, x, y, t), params)
+    expected = [p - 0.1 * gp for p, gp in zip(params, grads)]
     opt = torch.optim.SGD(params, lr=1.0)
     opt.zero_grad()
     method.loss(model, x, y, t).backward()
@@ -209,7 +212,8 @@ def test_methods_train_end_to_end(name, scenario):
     torch.manual_seed(0)
     method = METHODS[name]()
     lr, batch = (1.0, 16) if name == "mer" else (0.05, 32)
-    result = train(method, MLP(16, (32,), 4), tiny_stream(scenario), epochs=1, batch_size=batch, lr=lr)
+    stream = tiny_stream(scenario)
+    result = train(method, MLP(16, (32,), 4), stream, epochs=1, batch_size=batch, lr=lr)
     assert all(math.isfinite(v) for v in result.losses) and result.R.min() >= 0
     assert result.R[0, 0] > (0.5 if scenario == "task" else 0.25)
     assert method.stored_bytes() > 0

@@ -1,11 +1,12 @@
-r"""The family GEM and A-GEM share: an episodic memory per task and a projected gradient step.
+r"""What GEM and A-GEM share: an episodic memory per task and a projected gradient step.
 
-After task :math:`k` a few of its training samples are kept as the episodic memory :math:`\mathcal M_k`.
-While learning task :math:`t`, each step's gradient :math:`g` is compared with reference gradients
-:math:`g_k = \nabla_\theta \ell(f_\theta, \mathcal M_k)` (the rows of :math:`G`). A negative inner
-product :math:`\langle g, g_k\rangle < 0` means that, to first order, the step would *increase* the
-loss on the memory (interference). The methods differ only in which references they take and how they
-turn :math:`g` into a :math:`\tilde g` with :math:`G\tilde g \ge 0`.
+After task :math:`k` a few of its training samples are kept as its episodic memory
+:math:`\mathcal M_k`. While a later task is learned, each step's gradient :math:`g` is compared
+with reference gradients :math:`g_k = \nabla_\theta\, \ell(f_\theta, \mathcal M_k)` (the rows of
+:math:`G`). A negative inner product :math:`\langle g, g_k\rangle < 0` means that, to first order,
+the step would *increase* the loss on that memory: interference. The two methods differ only in
+which references they take and how they turn :math:`g` into a :math:`\tilde g` with
+:math:`G\tilde g \ge 0`.
 """
 from __future__ import annotations
 
@@ -22,19 +23,19 @@ from .buffer import Memory
 def episode(task: Task, n: int, generator: torch.Generator) -> Memory:
     """``n`` training samples of ``task`` drawn uniformly without replacement.
 
-    Equivalent in distribution to a reservoir over the task's stream (and, with shuffled data, to the
-    "last n samples" the GEM code keeps).
+    The same distribution as a reservoir over the task's stream (and, with shuffled data, as the
+    "last n samples" that the GEM authors' code keeps).
     """
     pick = torch.randperm(task.n_train, generator=generator)[:n].to(task.y_train.device)
     return Memory(task.x_train[pick], task.y_train[pick], torch.full_like(pick, task.index), None)
 
 
 class InterferenceLog:
-    """Per-step record of how the new gradient :math:`g` meets the references :math:`G` (off by default).
+    r"""Per-step record of how the new gradient :math:`g` meets the references :math:`G`.
 
-    Each step adds ``violated`` (:math:`\\min_k \\langle g, g_k\\rangle < 0`), ``cosines``
-    (:math:`\\cos(g, g_k)` for every reference) and ``violation_after``
-    (:math:`\\max_k \\max(0, -\\langle \\tilde g, g_k\\rangle)`). Values stay tensors until :meth:`rows`.
+    Each step adds ``violated`` (:math:`\min_k \langle g, g_k\rangle < 0`), ``cosines``
+    (:math:`\cos(g, g_k)` for every reference) and ``violation_after``
+    (:math:`\max_k \max(0, -\langle \tilde g, g_k\rangle)`). They stay tensors until :meth:`rows`.
     """
 
     def __init__(self):
@@ -46,13 +47,16 @@ class InterferenceLog:
         self.steps.append((dots.min() < 0, cosines, (-(G @ g_tilde)).clamp_min(0).max()))
 
     def rows(self) -> list[dict]:
-        """One dict per recorded step (e.g. ``pandas.DataFrame(log.rows())``)."""
+        """One dict per recorded step (e.g. for ``pandas.DataFrame``)."""
         return [{"violated": bool(v), "cosines": c.tolist(), "violation_after": float(a)}
                 for v, c, a in self.steps]
 
 
 class EpisodicProjection(Method):
-    """Keep ``memory_per_task`` samples of every finished task; project each step's gradient against them."""
+    """Keep ``memory_per_task`` samples of each finished task; project every step against them.
+
+    ``record=True`` fills ``log`` (an :class:`InterferenceLog`) with one entry per projected step.
+    """
 
     def __init__(self, memory_per_task: int, record: bool = False, seed: int = 0):
         check_int("memory_per_task", memory_per_task, minimum=1)
@@ -61,24 +65,26 @@ class EpisodicProjection(Method):
 
     def setup(self, model: nn.Module, stream: TaskStream) -> None:
         super().setup(model, stream)
-        self.memory: Memory | None = None  # every past task's samples, one after the other
-        self.sizes: list[int] = []  # samples per past task
+        self.memory: Memory | None = None  # all past tasks' samples, task after task
+        self.sizes: list[int] = []  # how many samples each past task has in it
         self.log = InterferenceLog() if self.record else None
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         if task.index == len(self.stream) - 1:  # the last task's memory would never be used
             return
         new = episode(task, self.memory_per_task, self.generator)
-        old = self.memory
-        self.memory = new if old is None else Memory(*(torch.cat(p) for p in zip(old[:3], new[:3])), None)
         self.sizes.append(len(new.y))
+        if self.memory is not None:
+            new = Memory(*(torch.cat(pair) for pair in zip(self.memory[:3], new[:3])), None)
+        self.memory = new
 
     def memories(self) -> list[Memory]:
-        """:math:`\\mathcal M_1, \\dots, \\mathcal M_{t-1}`: views of each past task's samples."""
-        return [Memory(*part, None) for part in zip(*(m.split(self.sizes) for m in self.memory[:3]))]
+        r""":math:`\mathcal M_1, \dots, \mathcal M_{t-1}`: views of each past task's samples."""
+        parts = (m.split(self.sizes) for m in self.memory[:3])
+        return [Memory(x, y, t, None) for x, y, t in zip(*parts)]
 
     def after_backward(self, model: nn.Module) -> None:
-        """:math:`g \\to \\tilde g` once there is a memory (the first task trains unconstrained)."""
+        r""":math:`g \to \tilde g` once there is a memory (the first task trains unconstrained)."""
         if self.memory is None:
             return
         params = list(self.parameters(model))
@@ -90,13 +96,15 @@ class EpisodicProjection(Method):
         write_grad(params, g_tilde)
 
     def references(self, model: nn.Module, params: list[nn.Parameter]) -> torch.Tensor:
-        """The reference gradients :math:`G` (one row per constraint)."""
+        """The reference gradients :math:`G`, one row per constraint."""
         raise NotImplementedError
 
     def project(self, g: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-        """The gradient actually followed, :math:`\\tilde g`."""
+        r"""The gradient actually followed, :math:`\tilde g`."""
         raise NotImplementedError
 
     def stored_bytes(self) -> int:
         """Bytes kept between tasks: the episodic memories (inputs, labels, task indices)."""
-        return 0 if self.memory is None else sum(t.numel() * t.element_size() for t in self.memory[:3])
+        if self.memory is None:
+            return 0
+        return sum(t.numel() * t.element_size() for t in self.memory[:3])

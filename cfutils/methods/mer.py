@@ -1,22 +1,26 @@
 r"""Meta-Experience Replay (MER; Riemer et al. 2019, Algorithm 1): replay with Reptile meta-updates.
 
-For two samples :math:`a, b`, two SGD steps in a row move :math:`\theta` by
-:math:`-\alpha(g_a + g_b) + \alpha^2 H_b g_a + O(\alpha^3)`; Reptile's interpolation towards the end of
-a sequence of steps keeps that cross term, which in expectation *increases* :math:`\langle g_a, g_b\rangle`:
-it learns weights whose gradients on old and new samples agree (transfer) instead of conflicting
-(interference). MER applies this to replay. For every incoming example :math:`(x, y)`:
+Two SGD steps in a row, on samples :math:`a` then :math:`b`, move :math:`\theta` by
+:math:`-\alpha(g_a + g_b) + \alpha^2 H_b g_a + O(\alpha^3)`. Reptile's interpolation towards the end
+of such a sequence keeps the cross term, which in expectation *increases*
+:math:`\langle g_a, g_b\rangle`: it favours weights whose gradients on old and new samples agree
+(transfer) over weights where they conflict (interference). MER does this on replayed samples.
+For every incoming example :math:`(x, y)`:
 
-1. ``n_batches`` times: draw ``replay_batch`` samples from a reservoir memory, put :math:`(x, y)` first,
-   take one SGD step (rate :math:`\alpha`) *per sample*, :math:`\theta_{i,0} \to \theta_{i,k}`, then
-   the within-batch Reptile update :math:`\theta_{i+1,0} = \theta_{i,0} + \beta(\theta_{i,k} - \theta_{i,0})`;
-2. the across-batch Reptile update :math:`\theta \leftarrow \theta_0 + \gamma(\theta_{s,0} - \theta_0)`;
+1. ``n_batches`` times: draw ``replay_batch`` samples from a reservoir memory, put :math:`(x, y)`
+   first, take one SGD step (rate :math:`\alpha`) *per sample*,
+   :math:`\theta_{i,0} \to \theta_{i,k}`, then the within-batch Reptile update
+   :math:`\theta_{i+1,0} = \theta_{i,0} + \beta(\theta_{i,k} - \theta_{i,0})`;
+2. the across-batch Reptile update
+   :math:`\theta \leftarrow \theta_0 + \gamma(\theta_{s,0} - \theta_0)`;
 3. offer :math:`(x, y)` to the reservoir.
 
-Here step 2 is the trainer's optimizer step: :meth:`MER.after_backward` runs step 1 from the current
-:math:`\theta_0`, puts the parameters back and leaves the *meta-gradient* :math:`\theta_0 - \theta_{s,0}`
-in ``.grad``, so SGD with learning rate :math:`\gamma` performs exactly step 2 (the paper uses
-:math:`\gamma = 1`, i.e. ``train(..., lr=1.0)``). A trainer batch of :math:`B` examples runs step 1 for
-each in turn and takes one across-batch step for all of them (the same thing when :math:`\gamma = 1`).
+Step 2 is the trainer's optimizer step: :meth:`MER.after_backward` runs step 1 from the current
+:math:`\theta_0`, puts the parameters back, and leaves the *meta-gradient*
+:math:`\theta_0 - \theta_{s,0}` in ``.grad``; plain SGD with learning rate :math:`\gamma` then does
+exactly step 2 (the paper takes :math:`\gamma = 1`: ``train(..., lr=1.0)``). A trainer batch of
+:math:`B` examples runs step 1 for each in turn and one across-batch step for all of them, which is
+the same thing when :math:`\gamma = 1`.
 """
 from __future__ import annotations
 
@@ -32,9 +36,9 @@ from .buffer import Buffer
 
 
 class MER(Method):
-    """MER with a reservoir of ``memory_size`` samples; inner rate ``alpha``, within-batch rate ``beta``.
+    r"""MER: reservoir of ``memory_size``, inner rate :math:`\alpha`, within-batch :math:`\beta`.
 
-    The across-batch rate :math:`\\gamma` is the trainer's ``lr`` (use ``optimizer="sgd"``).
+    The across-batch rate :math:`\gamma` is the trainer's ``lr`` (with ``optimizer="sgd"``).
     """
 
     name = "mer"
@@ -54,19 +58,21 @@ class MER(Method):
         x = stream[0].x_train
         self.buffer = Buffer(self.memory_size, tuple(x.shape[1:]), device=x.device, seed=self.seed)
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The new batch's loss at :math:`\\theta_0` (what the trainer logs); the batch is kept for step 1."""
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             t: torch.Tensor) -> torch.Tensor:
+        r"""The batch's loss at :math:`\theta_0` (what the trainer logs); keeps the batch."""
         self.batch = (x, y, t)
         return super().loss(model, x, y, t)
 
     def after_backward(self, model: nn.Module) -> None:
-        """Step 1 for every example of the batch; ``.grad`` becomes :math:`\\theta_0 - \\theta_{s,0}`."""
+        r"""Step 1 per example; ``.grad`` becomes :math:`\theta_0 - \theta_{s,0}`."""
         params = list(self.parameters(model))
         start = [p.detach().clone() for p in params]
         x, y, t = self.batch
         for n in range(len(y)):
             for _ in range(self.n_batches):
-                self.reptile_batch(model, params, *self.with_replay(x[n:n + 1], y[n:n + 1], t[n:n + 1]))
+                batch = self.with_replay(x[n:n + 1], y[n:n + 1], t[n:n + 1])
+                self.reptile_batch(model, params, *batch)
         with torch.no_grad():
             for p, p0 in zip(params, start):
                 p.grad = p0 - p
@@ -74,7 +80,7 @@ class MER(Method):
         self.buffer.add(x, y, t)
 
     def with_replay(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> list[torch.Tensor]:
-        """The new example first, then ``replay_batch`` samples of the memory (none while it is empty)."""
+        """The new example first, then ``replay_batch`` samples of the memory (none while empty)."""
         if not len(self.buffer):
             return [x, y, t]
         old = self.buffer.sample(self.replay_batch)
@@ -82,7 +88,8 @@ class MER(Method):
 
     def reptile_batch(self, model: nn.Module, params: list[nn.Parameter], x: torch.Tensor,
                       y: torch.Tensor, t: torch.Tensor) -> None:
-        """One SGD step per sample, then :math:`\\theta \\leftarrow \\theta_{i,0} + \\beta(\\theta - \\theta_{i,0})`."""
+        r"""An SGD step per sample, then
+        :math:`\theta \leftarrow \theta_{i,0} + \beta(\theta - \theta_{i,0})`."""
         before = [p.detach().clone() for p in params]
         for j in range(len(y)):
             loss = F.cross_entropy(self.logits(model, x[j:j + 1], t[j:j + 1]), y[j:j + 1])
@@ -90,8 +97,8 @@ class MER(Method):
                 for p, g in zip(params, grads_of(loss, params)):
                     p.sub_(self.alpha * g)
         with torch.no_grad():
-            for p, b in zip(params, before):
-                p.copy_(b.lerp(p, self.beta))
+            for p, p_before in zip(params, before):
+                p.copy_(p_before.lerp(p, self.beta))
 
     def stored_bytes(self) -> int:
         """Bytes kept between tasks: the reservoir memory."""
