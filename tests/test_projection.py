@@ -86,6 +86,26 @@ def test_agem_and_gem_leave_non_violating_gradients_untouched():
     assert torch.equal(GEM().project(g, G), g)
 
 
+def test_gem_step_writes_a_gradient_that_respects_every_memory():
+    torch.manual_seed(0)
+    model, stream = MLP(16, (8,), 4), tiny_stream("class", n_tasks=4)
+    method = GEM(memory_per_task=20, margin=0.0)
+    method.setup(model, stream)
+    for task in stream.tasks[:3]:
+        method.after_task(model, task)
+    params = list(model.parameters())
+    G = memory_grads(model, params, method.loss, method.memories())
+    task = stream[3]
+    for start in range(0, 100, 10):  # a few batches of the new task; some violate a constraint
+        model.zero_grad()
+        x, y = task.x_train[start:start + 10], task.y_train[start:start + 10]
+        method.loss(model, x, y, torch.full_like(y, 3)).backward()
+        g = flat_grad(params)
+        method.after_backward(model)
+        assert (G @ flat_grad(params)).min() > -1e-6 * g.norm() * G.norm(dim=1).max()
+    assert method.sizes == [20, 20, 20] and method.stored_bytes() == 60 * (16 * 4 + 8 + 8)
+
+
 def test_gradient_vectors_round_trip_and_memory_grads_match_autograd():
     torch.manual_seed(0)
     model = MLP(16, (8,), 4)
