@@ -25,9 +25,12 @@ def flat_grad(params: Sequence[nn.Parameter]) -> torch.Tensor:
 
 
 def write_grad(params: Sequence[nn.Parameter], g: torch.Tensor) -> None:
-    r"""Write the vector :math:`g` back into the ``.grad`` fields (inverse of :func:`flat_grad`)."""
+    r"""Write the vector :math:`g` back into the ``.grad`` fields (inverse of :func:`flat_grad`).
+
+    The fields become views of ``g`` (no copy), so ``g`` must not be modified afterwards.
+    """
     for p, piece in zip(params, g.split([p.numel() for p in params])):
-        p.grad = piece.view_as(p).clone()
+        p.grad = piece.view_as(p)
 
 
 def grads_of(loss: torch.Tensor, params: Sequence[nn.Parameter],
@@ -49,7 +52,10 @@ def memory_grads(model: nn.Module, params: Sequence[nn.Parameter], loss: LossFn,
 
     One batched forward/backward pass per memory (per past task), never one per sample.
     """
-    return torch.stack([grad_vector(loss(model, x, y, t), params) for x, y, t, *_ in memories])
+    G = params[0].new_empty((len(memories), sum(p.numel() for p in params)))
+    for row, (x, y, t, *_) in zip(G, memories):
+        torch.cat([g.reshape(-1) for g in grads_of(loss(model, x, y, t), params)], out=row)
+    return G
 
 
 def per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor,

@@ -93,7 +93,8 @@ class EpisodicProjection(Method):
         g_tilde = self.project(g, G)
         if self.log is not None:
             self.log.add(g, G, g_tilde)
-        write_grad(params, g_tilde)
+        if g_tilde is not g:  # only a projected gradient needs writing back
+            write_grad(params, g_tilde)
 
     def references(self, model: nn.Module, params: list[nn.Parameter]) -> torch.Tensor:
         """The reference gradients :math:`G`, one row per constraint."""

@@ -39,12 +39,11 @@ def solve_dual(GGt: torch.Tensor, Gg: torch.Tensor, margin: float = 0.0) -> torc
     A ridge of :math:`10^{-10}\,\mathrm{tr}(GG^\top)` keeps the matrix positive definite when memory
     gradients are parallel.
     """
-    P = GGt.double().cpu().numpy()
-    k = len(P)
-    P = 0.5 * (P + P.T) + 1e-10 * np.trace(P) * np.eye(k)
+    P, q = GGt.double().cpu().numpy(), Gg.double().cpu().numpy()
+    eye = np.eye(len(q))
     # quadprog.solve_qp(P, a, C, b) minimises 1/2 v'Pv - a'v subject to C'v >= b
-    v = quadprog.solve_qp(P, -Gg.double().cpu().numpy(), np.eye(k), np.full(k, float(margin)))[0]
-    return torch.as_tensor(v, dtype=Gg.dtype, device=Gg.device)
+    v = quadprog.solve_qp(P + 1e-10 * P.trace() * eye, -q, eye, np.full(len(q), float(margin)))[0]
+    return torch.from_numpy(v).to(Gg)
 
 
 class GEM(EpisodicProjection):
@@ -70,4 +69,4 @@ class GEM(EpisodicProjection):
         Gg = G @ g
         if bool((Gg >= 0).all()):
             return g
-        return g + G.T @ solve_dual(G @ G.T, Gg, self.margin)
+        return torch.addmv(g, G.T, solve_dual(G @ G.T, Gg, self.margin))
