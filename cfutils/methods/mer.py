@@ -7,20 +7,21 @@ of such a sequence keeps the cross term, which in expectation *increases*
 (transfer) over weights where they conflict (interference). MER does this on replayed samples.
 For every incoming example :math:`(x, y)`:
 
-1. ``n_batches`` times: draw ``replay_batch`` samples from a reservoir memory, put :math:`(x, y)`
-   first, take one SGD step (rate :math:`\alpha`) *per sample*,
+1. for :math:`i = 0, \dots, s-1` (:math:`s` = ``n_batches``), starting from
+   :math:`\theta_{0,0} = \theta_0`: draw ``replay_batch`` samples from a reservoir memory, put
+   :math:`(x, y)` first, take one SGD step (rate :math:`\alpha`) *per sample*,
    :math:`\theta_{i,0} \to \theta_{i,k}`, then the within-batch Reptile update
    :math:`\theta_{i+1,0} = \theta_{i,0} + \beta(\theta_{i,k} - \theta_{i,0})`;
 2. the across-batch Reptile update
    :math:`\theta \leftarrow \theta_0 + \gamma(\theta_{s,0} - \theta_0)`;
 3. offer :math:`(x, y)` to the reservoir.
 
-Step 2 is the trainer's optimizer step: :meth:`MER.after_backward` runs step 1 from the current
-:math:`\theta_0`, puts the parameters back, and leaves the *meta-gradient*
+Step 2 is the trainer's optimizer step: :meth:`MER.after_backward` runs steps 1 and 3 from the
+current :math:`\theta_0`, puts the parameters back, and leaves the *meta-gradient*
 :math:`\theta_0 - \theta_{s,0}` in ``.grad``; plain SGD with learning rate :math:`\gamma` then does
 exactly step 2 (the paper takes :math:`\gamma = 1`: ``train(..., lr=1.0)``). A trainer batch of
-:math:`B` examples runs step 1 for each in turn and one across-batch step for all of them, which is
-the same thing when :math:`\gamma = 1`.
+:math:`B` examples runs steps 1 and 3 for each in turn and one across-batch step for all of them,
+which is the same thing when :math:`\gamma = 1`.
 """
 from __future__ import annotations
 
@@ -65,19 +66,19 @@ class MER(Method):
         return super().loss(model, x, y, t)
 
     def after_backward(self, model: nn.Module) -> None:
-        r"""Step 1 per example; ``.grad`` becomes :math:`\theta_0 - \theta_{s,0}`."""
+        r"""Steps 1 and 3 per example; ``.grad`` becomes :math:`\theta_0 - \theta_{s,0}`."""
         params = list(self.parameters(model))
         start = [p.detach().clone() for p in params]
         x, y, t = self.batch
         for n in range(len(y)):
+            example = (x[n:n + 1], y[n:n + 1], t[n:n + 1])
             for _ in range(self.n_batches):
-                batch = self.with_replay(x[n:n + 1], y[n:n + 1], t[n:n + 1])
-                self.reptile_batch(model, params, *batch)
+                self.reptile_batch(model, params, *self.with_replay(*example))
+            self.buffer.add(*example)  # step 3
         with torch.no_grad():
             for p, p0 in zip(params, start):
                 p.grad = p0 - p
                 p.copy_(p0)
-        self.buffer.add(x, y, t)
 
     def with_replay(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> list[torch.Tensor]:
         """The new example first, then ``replay_batch`` samples of the memory (none while empty)."""
