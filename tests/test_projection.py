@@ -244,6 +244,35 @@ def test_methods_train_end_to_end(name, scenario):
         assert all(len(r["cosines"]) == 1 and -1 <= r["cosines"][0] <= 1 for r in rows)
 
 
+@pytest.mark.parametrize("name", list(METHODS))
+def test_interrupted_run_resumes_exactly(name, tmp_path):
+    def run(**kwargs):
+        torch.manual_seed(0)
+        return train(METHODS[name](), MLP(16, (32,), 4), tiny_stream("class", 4), batch_size=16,
+                     lr=1.0 if name == "mer" else 0.05, generator=torch.Generator().manual_seed(0),
+                     **kwargs)
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt(step: int, model: nn.Module) -> None:
+        if step == whole.boundaries[1] + 2:  # during the third task
+            raise Interrupt
+
+    whole = run()
+    with pytest.raises(Interrupt):
+        run(checkpoint=tmp_path / "run.pt", on_step=interrupt)
+    assert (run(checkpoint=tmp_path / "run.pt").R == whole.R).all()
+
+
+def test_new_methods_have_their_own_colour_and_label():
+    from cfutils.plots import METHOD_COLORS, method_label
+
+    for name in ("gpm", "pcgrad", "mer"):
+        others = [c for n, c in METHOD_COLORS.items() if n != name]
+        assert METHOD_COLORS[name] not in others and method_label(name) != name
+
+
 @pytest.mark.parametrize("make, parameter", [
     (lambda: GEM(memory_per_task=0), "memory_per_task"),
     (lambda: GEM(margin=-0.1), "margin"),
