@@ -197,6 +197,24 @@ def test_pcgrad_removes_the_conflicting_component():
     assert torch.equal(project_conflicts(agreeing, torch.Generator()), agreeing)
 
 
+def test_pcgrad_task_gradients_add_up_to_joint_training_gradient():
+    torch.manual_seed(0)
+    model, stream = MLP(16, (8,), 4), tiny_stream("task")
+    method = PCGrad()
+    method.setup(model, stream)
+    x = torch.cat([stream[0].x_train[:7], stream[1].x_train[:5]])
+    y = torch.cat([stream[0].y_train[:7], stream[1].y_train[:5]])
+    t = torch.tensor([0] * 7 + [1] * 5)
+    params = list(model.parameters())
+    joint = grad_vector(nn.functional.cross_entropy(method.logits(model, x, t), y), params)
+    method.loss(model, x, y, t).backward()
+    assert torch.allclose(method.task_grads.sum(0), joint, atol=1e-6)
+    assert torch.allclose(flat_grad(params), joint, atol=1e-6)  # the trainer's backward gives joint's
+    method.after_backward(model)
+    expected = project_conflicts(method.task_grads, torch.Generator().manual_seed(0)).sum(0)
+    assert torch.allclose(flat_grad(params), expected, atol=1e-6)
+
+
 def test_mer_meta_gradient_reproduces_its_inner_step():
     """beta = 1, 1 batch, empty memory, lr (gamma) = 1: MER's step is 1 SGD step of rate alpha."""
     torch.manual_seed(0)
