@@ -209,7 +209,7 @@ def test_pcgrad_task_gradients_add_up_to_joint_training_gradient():
     joint = grad_vector(nn.functional.cross_entropy(method.logits(model, x, t), y), params)
     method.loss(model, x, y, t).backward()
     assert torch.allclose(method.task_grads.sum(0), joint, atol=1e-6)
-    assert torch.allclose(flat_grad(params), joint, atol=1e-6)  # the trainer's backward gives joint's
+    assert torch.allclose(flat_grad(params), joint, atol=1e-6)  # trainer's backward: joint's
     method.after_backward(model)
     expected = project_conflicts(method.task_grads, torch.Generator().manual_seed(0)).sum(0)
     assert torch.allclose(flat_grad(params), expected, atol=1e-6)
