@@ -212,7 +212,7 @@ def build_model(spec: RunSpec, stream: data.TaskStream) -> torch.nn.Module:
         return models.MLP(n_inputs, spec.widths, stream.n_classes)
 
 
-def execute(spec: RunSpec, device: str = "cpu", stop_after: int | None = None) -> Record:
+def execute(spec: RunSpec, device: str = "auto", stop_after: int | None = None) -> Record:
     """Train ``spec`` now (no store). The global random state is left as it was."""
     dev = pick_device(device)
     stream = data_for(spec, dev)
@@ -329,18 +329,18 @@ def _note_in_manifest(specs: Iterable[RunSpec]) -> None:
 
 
 # ------------------------------------------------------------------------------------ grids
-def run(spec: RunSpec, *, store: bool = True, device: str = "cpu") -> Record:
+def run(spec: RunSpec, *, store: bool = True, device: str = "auto") -> Record:
     """The record of ``spec``: from the store, or trained now (and stored)."""
     return run_many([spec], store=store, device=device)[0]
 
 
 def run_many(specs: Sequence[RunSpec], *, store: bool = True, jobs: int | None = None,
-             backend: str | None = None, address: str | None = None, device: str = "cpu",
+             backend: str | None = None, address: str | None = None, device: str = "auto",
              desc: str = "runs") -> list[Record]:
     """Records of every spec, in order; missing ones train in this process, in ``jobs`` processes,
     or on Ray (``backend="ray"``, a local instance or the cluster at ``address``).
 
-    ``jobs``, ``backend`` and ``address`` default to ``$CFUTILS_JOBS`` (1), ``$CFUTILS_BACKEND``
+    ``device="auto"`` trains on a GPU when there is one. ``jobs``, ``backend`` and ``address`` default to ``$CFUTILS_JOBS`` (1), ``$CFUTILS_BACKEND``
     (``"local"``) and ``$CFUTILS_RAY_ADDRESS``.
     """
     jobs = int(os.environ.get("CFUTILS_JOBS", "1")) if jobs is None else jobs
