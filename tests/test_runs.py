@@ -164,3 +164,17 @@ def test_ray_backend_gives_the_same_records(store):
     for a, b in zip(local, remote):
         np.testing.assert_array_equal(a.R, b.R)
     assert all(runs.record_path(s).exists() for s in specs)
+
+
+def test_over_seeds_tables_and_convergence(store):
+    from cfutils import experiments
+
+    variants = {"naive": tiny_spec(), "joint": tiny_spec(method="joint")}
+    res = experiments.over_seeds(variants, seeds=(0, 1))
+    assert [r.spec.seed for r in res["joint"]] == [0, 1]
+    table = experiments.summary_table(res)
+    acc = experiments.metric(res["joint"], "ACC")
+    assert table.loc["joint", "ACC"] == f"{acc.mean():.3f} ± {acc.std(ddof=1):.3f}"
+    check = experiments.convergence(tiny_spec(method="joint"), seeds=(0, 1), factor=2)
+    assert check["ACC"] == pytest.approx(acc.mean()) and check["epochs x2"] == 10
+    assert check["gap"] == pytest.approx(check["ACC x2"] - check["ACC"])
