@@ -79,6 +79,8 @@ class RunSpec:
     eval_every: int | None = None
     seed: int = 0
     keep_weights: bool = False
+    first_lr: float | None = None  # learning rate of the first task (None: lr)
+    stop_after: int | None = None  # train only the first tasks (later rows of R stay 0), e.g. to keep theta_1
 
     def __post_init__(self) -> None:
         params = dict(self.params)
@@ -98,6 +100,10 @@ class RunSpec:
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), minimum=1)
         check_float("lr", self.lr, positive=True)
+        if self.first_lr is not None:
+            check_float("first_lr", self.first_lr, positive=True)
+        if self.stop_after is not None:
+            check_int("stop_after", self.stop_after, minimum=1, maximum=self.n_tasks)
         check_float("fraction", self.fraction, minimum=0.0, maximum=1.0)
         check_float("momentum", self.momentum, minimum=0.0, maximum=1.0)
         self.build_method()  # the method checks its own hyper-parameters now, not after a long run
@@ -213,7 +219,11 @@ def build_model(spec: RunSpec, stream: data.TaskStream) -> torch.nn.Module:
 
 
 def execute(spec: RunSpec, device: str = "cpu", stop_after: int | None = None) -> Record:
-    """Train ``spec`` now (no store). The global random state is left as it was."""
+    """Train ``spec`` now (no store). The global random state is left as it was.
+
+    ``stop_after`` (tasks) cuts the run shorter than ``spec.stop_after``, never longer.
+    """
+    stop_after = min((s for s in (stop_after, spec.stop_after) if s is not None), default=None)
     dev = pick_device(device)
     stream = data_for(spec, dev)
     model = build_model(spec, stream).to(dev)
@@ -225,7 +235,8 @@ def execute(spec: RunSpec, device: str = "cpu", stop_after: int | None = None) -
         torch.manual_seed(spec.seed)  # methods that draw from the global generator (the VAE) start alike
         result = train(method, model, stream, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
                        optimizer=spec.optimizer, momentum=spec.momentum, eval_every=spec.eval_every,
-                       generator=torch.Generator().manual_seed(spec.seed), stop_after=stop_after)
+                       generator=torch.Generator().manual_seed(spec.seed), stop_after=stop_after,
+                       first_lr=spec.first_lr)
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(RunResult)}
     loss_steps, losses = _binned_losses(result)
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()} if spec.keep_weights else None
