@@ -66,6 +66,7 @@ def plot_accuracy_matrix(R: np.ndarray, ax: plt.Axes | None = None, title: str =
     ax.set_xlabel("tested on")
     ax.set_ylabel("")
     ax.set_title(title)
+    ax.grid(False)
     ax.tick_params(axis="x", rotation=0)
     ax.tick_params(axis="y", rotation=0)
     return ax
@@ -115,7 +116,8 @@ def plot_accuracy_matrices(matrices: dict[str, np.ndarray], axes: Sequence[plt.A
     for ax, (title, R) in zip(axes, matrices.items()):
         plot_accuracy_matrix(R, ax=ax, title=title, task_names=task_names, mask_upper=True)
     for ax in axes[1:]:
-        ax.set_yticklabels([])
+        if not ax.get_subplotspec().is_first_col():
+            ax.set_yticklabels([])
     mappable = plt.cm.ScalarMappable(plt.Normalize(0, 1), cmap="rocket")
     axes[0].figure.colorbar(mappable, ax=axes, label="test accuracy", shrink=0.85)
     return axes
