@@ -149,9 +149,11 @@ def at_parameters(model: nn.Module, theta: torch.Tensor) -> nn.Module:
 
 
 def flat_gradient(loss: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """:math:`\\nabla_\\theta` ``loss`` as one flat vector in ``model.parameters()`` order (zeros where unused)."""
+    """:math:`\\nabla_\\theta` ``loss`` as one flat vector in ``model.parameters()`` order (zeros for frozen
+    or unused parameters)."""
     params = list(model.parameters())
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    found = iter(torch.autograd.grad(loss, [p for p in params if p.requires_grad], allow_unused=True))
+    grads = [next(found) if p.requires_grad else None for p in params]
     return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for g, p in zip(grads, params)])
 
 
