@@ -18,7 +18,7 @@ NOTEBOOKS = [ROOT / f"{c['file']}.ipynb" for part in TOC["parts"] for c in part[
 COMMON_BAD = [({"profile": "huge"}, "profile"), ({"dataset": "imagenet"}, "dataset")]
 BAD_PARAMETERS: dict[str, list[tuple[dict, str]]] = {
     "01_definition_and_causes": [({"lr": -0.1}, "lr"), ({"n_tasks": 0}, "n_tasks"), ({"n_tasks": 3}, "n_tasks"),
-                                 ({"seed": -1}, "seed")],
+                                 ({"seed": -1}, "seed"), ({"epochs": 0}, "epochs"), ({"hidden": 0}, "hidden")],
     "02_ewc": [({"lam": -1.0}, "lam"), ({"n_tasks": 0}, "n_tasks"), ({"gamma": 1.5}, "gamma"),
                ({"si_c": -5.0}, "si_c"), ({"lr": 0.0}, "lr")],
     "05_replay": [({"small_buffer": -10}, "small_buffer"), ({"buffer_sizes": [50, 0]}, "buffer_sizes"),
