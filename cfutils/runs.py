@@ -69,6 +69,7 @@ class RunSpec:
     n_test: int | None = None
     fraction: float = 1.0  # share of permuted pixels (permuted streams)
     class_order: tuple[int, ...] | None = None  # split streams: which classes come first
+    class_fractions: tuple[float, ...] | None = None  # share of each class's training images kept
     evaluation: str = "test"  # "validation": tune on held-out training images, never on the test set
     widths: tuple[int, ...] = (400, 400)
     epochs: int = 1
@@ -86,10 +87,17 @@ class RunSpec:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if self.class_order is not None:
             object.__setattr__(self, "class_order", tuple(int(c) for c in self.class_order))
+        if self.class_fractions is not None:
+            for f in self.class_fractions:
+                check_float("class_fractions", f, maximum=1.0, positive=True)
+            object.__setattr__(self, "class_fractions", tuple(float(f) for f in self.class_fractions))
         check_choice("method", self.method, sorted(METHODS))
         check_choice("stream", self.stream, tuple(STREAMS))
         check_choice("scenario", self.scenario, STREAMS[self.stream])
         check_choice("dataset", self.dataset, data.DATASETS)
+        if self.class_fractions is not None and len(self.class_fractions) != len(data.CLASS_NAMES[self.dataset]):
+            raise ValueError(f"class_fractions={list(self.class_fractions)} needs one share per class of "
+                             f"{self.dataset} ({len(data.CLASS_NAMES[self.dataset])})")
         check_choice("evaluation", self.evaluation, EVALUATIONS)
         check_choice("optimizer", self.optimizer, ("sgd", "adam"))
         for name in ("n_tasks", "epochs", "batch_size", "seed"):
@@ -117,6 +125,8 @@ class RunSpec:
         d["params"], d["widths"] = self.kwargs, list(self.widths)
         if self.class_order is not None:
             d["class_order"] = list(self.class_order)
+        if self.class_fractions is not None:
+            d["class_fractions"] = list(self.class_fractions)
         return d
 
     def identity(self) -> dict[str, Any]:
@@ -169,6 +179,7 @@ class Record(RunResult):
     loss_steps: list[int] = field(default_factory=list)
     stored_bytes: int = 0
     versions: dict[str, str] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # the method's own small results (Method.extras)
     weights: dict[str, torch.Tensor] | None = None
 
     def model(self) -> torch.nn.Module:
@@ -196,12 +207,23 @@ def data_for(spec: RunSpec, device: torch.device | str = "cpu") -> data.TaskStre
                           ds.class_names)
     if spec.n_train or spec.n_test:
         ds = ds.subset(spec.n_train, spec.n_test, torch.Generator().manual_seed(spec.seed))
+    if spec.class_fractions is not None:
+        ds = _imbalanced(ds, spec.class_fractions)
     if str(device) != "cpu":
         ds = data.Dataset(ds.name, *(t.to(device) for t in (ds.x_train, ds.y_train, ds.x_test, ds.y_test)),
                           ds.class_names)
     if spec.stream == "split":
         return data.split_stream(ds, spec.n_tasks, scenario=spec.scenario, class_order=spec.class_order)
     return data.permuted_stream(ds, spec.n_tasks, fraction=spec.fraction, seed=spec.seed)
+
+
+def _imbalanced(ds: data.Dataset, fractions: Sequence[float]) -> data.Dataset:
+    """Keep the first ``fractions[c]`` of each class ``c``'s training images (the test set stays whole)."""
+    keep = torch.zeros(len(ds.y_train), dtype=torch.bool, device=ds.y_train.device)
+    for c, f in enumerate(fractions):
+        idx = torch.nonzero(ds.y_train == c).squeeze(1)
+        keep[idx[:max(1, round(f * len(idx)))]] = True
+    return data.Dataset(ds.name, ds.x_train[keep], ds.y_train[keep], ds.x_test, ds.y_test, ds.class_names)
 
 
 def build_model(spec: RunSpec, stream: data.TaskStream) -> torch.nn.Module:
@@ -230,7 +252,8 @@ def execute(spec: RunSpec, device: str = "cpu", stop_after: int | None = None) -
     loss_steps, losses = _binned_losses(result)
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()} if spec.keep_weights else None
     return Record(**{**fields, "losses": losses}, spec=spec, loss_steps=loss_steps,
-                  stored_bytes=int(method.stored_bytes()), versions=_versions(dev), weights=weights)
+                  stored_bytes=int(method.stored_bytes()), versions=_versions(dev), weights=weights,
+                  extras=method.extras())
 
 
 def _binned_losses(result: RunResult) -> tuple[list[int], list[float]]:
