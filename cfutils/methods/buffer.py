@@ -13,9 +13,14 @@ Samples are split into *groups*, each with its own reservoir and an equal share 
   :math:`\lfloor M/k \rfloor` slots each, and when a class arrives the others give up random samples.
 * ``"selected"``: one group per (task, class); the method chooses what to store (iCaRL's herding),
   in order of priority, and when a group shrinks it keeps its first samples.
+
+Inputs that are 8-bit images (standardised or not: at most 256 evenly spaced values, see
+:func:`eight_bit_range`) are stored as one ``uint8`` code per pixel, a quarter of float32's bytes, and
+read back exactly: the buffer keeps the float value of each code it has written.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import torch
@@ -39,11 +44,17 @@ class Buffer:
     """A fixed-capacity replay memory of samples, labels, task indices and (optionally) logits."""
 
     def __init__(self, capacity: int, x_shape: tuple[int, ...], n_classes: int = 1, n_tasks: int = 1,
-                 n_logits: int = 0, policy: str = "reservoir", device: torch.device | str = "cpu", seed: int = 0):
+                 n_logits: int = 0, policy: str = "reservoir", device: torch.device | str = "cpu", seed: int = 0,
+                 value_range: tuple[float, float] | None = None):
+        """``value_range``: the (min, max) of 8-bit inputs (:func:`eight_bit_range`) to store them as uint8."""
         check_int("capacity", capacity, minimum=1)
         check_choice("policy", policy, POLICIES)
         self.capacity, self.policy, self.n_classes = capacity, policy, n_classes
-        self.x = torch.zeros((capacity, *x_shape), device=device)
+        self.value_range = value_range
+        self.x = torch.zeros((capacity, *x_shape), device=device,
+                             dtype=torch.float32 if value_range is None else torch.uint8)
+        # The float value of each uint8 code, learned as samples are written (NaN: not seen yet).
+        self.levels = None if value_range is None else torch.full((256,), float("nan"), device=device)
         self.y = torch.zeros(capacity, dtype=torch.long, device=device)
         self.t = torch.zeros(capacity, dtype=torch.long, device=device)
         self.logits = torch.zeros((capacity, n_logits), device=device) if n_logits else None
@@ -59,7 +70,7 @@ class Buffer:
     @property
     def nbytes(self) -> int:
         """Bytes held by the preallocated tensors (what the memory costs, full or not)."""
-        return sum(s.numel() * s.element_size() for s in self._storage())
+        return sum(s.numel() * s.element_size() for s in self._storage() + [self.levels] if s is not None)
 
     def sample(self, n: int) -> Memory:
         """``n`` stored samples drawn uniformly with replacement: O(n), the memory is never copied."""
@@ -134,15 +145,50 @@ class Buffer:
         return (self.start[group] + u - (cum[group] - self.count[group])).to(self.y.device)
 
     def _read(self, idx: torch.Tensor) -> Memory:
-        return Memory(self.x[idx], self.y[idx], self.t[idx], None if self.logits is None else self.logits[idx])
+        x = self.x[idx] if self.levels is None else self.levels[self.x[idx].long()]
+        return Memory(x, self.y[idx], self.t[idx], None if self.logits is None else self.logits[idx])
 
     def _write(self, slots: torch.Tensor, x, y, t, logits, rows: torch.Tensor) -> None:
         slots, rows = slots.to(self.y.device), rows.to(y.device)
-        self.x[slots] = x[rows].detach().to(self.x.dtype)
+        self.x[slots] = x[rows].detach().to(self.x.dtype) if self.levels is None else self._encode(x[rows])
         self.y[slots] = y[rows]
         self.t[slots] = t[rows]
         if self.logits is not None and logits is not None:
             self.logits[slots] = logits[rows].detach()
+
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 codes of ``x``, checking that each code always stands for the same float value."""
+        x = x.detach().to(self.levels.device)
+        q = _codes(x, *self.value_range).long()
+        self.levels[q] = x  # new codes learn their value; known ones are overwritten by the same value
+        if not torch.equal(self.levels[q], x):
+            raise ValueError("these inputs are not 8-bit images (two values share a uint8 code); "
+                             "create the Buffer without value_range to store float32")
+        return q.to(torch.uint8)
+
+
+def _codes(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """The nearest of 256 evenly spaced levels from ``lo`` to ``hi`` (as floats 0..255)."""
+    return ((x - lo) * (255 / (hi - lo))).round_().clamp_(0, 255)
+
+
+def eight_bit_range(xs: Iterable[torch.Tensor], check: int = 1000) -> tuple[float, float] | None:
+    """(min, max) of inputs that are 8-bit images mapped affinely to floats, else None.
+
+    8-bit means: every value lies within 0.01 of one of 256 evenly spaced levels from min to max
+    (checked on the first ``check`` samples of each tensor). Standardised pixels of MNIST-like data
+    pass; three channels standardised apart do not (they are stored as float32).
+    """
+    xs = list(xs)
+    lo, hi = min(float(x.min()) for x in xs), max(float(x.max()) for x in xs)
+    if not hi > lo:
+        return None
+    for x in xs:
+        scaled = (x[:check] - lo) * (255 / (hi - lo))
+        if float((scaled - scaled.round()).abs().max()) > 0.01:
+            return None
+    return lo, hi
 
 
 def _rank_within_group(g: torch.Tensor, n_groups: int) -> torch.Tensor:

@@ -10,6 +10,11 @@ produces pseudo-samples :math:`\tilde x \sim G_{k-1}` labelled by :math:`f_{k-1}
 
 (soft labels; hard labels use :math:`\ell(f_\theta(\tilde x), \arg\max f_{k-1}(\tilde x))`). The new generator
 trains on the same mix of real and generated inputs, so it learns the whole history.
+
+``weighting="equal"`` weights new and replayed samples 1 : :math:`\beta` (the generator: 1 : 1).
+``weighting="tasks"`` uses van de Ven & Tolias (2019)'s :math:`1/k` and :math:`1 - 1/k`, so that each of the
+:math:`k` tasks seen counts equally, scaled by :math:`1 + \beta` for the classifier: the total weight, and
+with SGD the step size, stays that of ``"equal"`` (the two agree on task 2 when :math:`\beta = 1`).
 """
 from __future__ import annotations
 
@@ -20,8 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Task, TaskStream
-from ..repro import check_float, check_int
+from ..repro import check_choice, check_float, check_int
 from .base import Method
+
+WEIGHTINGS = ("equal", "tasks")
+SNAPSHOT = 10  # generated samples kept after each task
 
 
 class VAE(nn.Module):
@@ -44,10 +52,11 @@ class VAE(nn.Module):
         return (recon + kl).mean()
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        """Decode ``n`` draws of the prior."""
-        z = torch.randn(n, self.latent, device=self.decoder[0].weight.device)
-        return self.decoder(z).view(n, *self.shape)
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ``n`` draws of the prior (from ``generator`` if given, else the global one)."""
+        device = self.decoder[0].weight.device
+        z = torch.randn(n, self.latent, generator=generator, device=generator.device if generator else device)
+        return self.decoder(z.to(device)).view(n, *self.shape)
 
 
 class GenerativeReplay(Method):
@@ -56,14 +65,15 @@ class GenerativeReplay(Method):
     name = "generative_replay"
 
     def __init__(self, latent: int = 32, hidden: int = 400, replay_batch: int = 128, beta: float = 1.0,
-                 soft: bool = True, temperature: float = 2.0, vae_lr: float = 1e-3):
+                 soft: bool = True, temperature: float = 2.0, vae_lr: float = 1e-3, weighting: str = "equal"):
         check_int("latent", latent, minimum=1)
+        check_choice("weighting", weighting, WEIGHTINGS)
         check_int("replay_batch", replay_batch, minimum=1)
         check_float("beta", beta, minimum=0.0)
         check_float("temperature", temperature, positive=True)
         check_float("vae_lr", vae_lr, positive=True)
         self.latent, self.hidden, self.replay_batch, self.beta = latent, hidden, replay_batch, beta
-        self.soft, self.temperature, self.vae_lr = soft, temperature, vae_lr
+        self.soft, self.temperature, self.vae_lr, self.weighting = soft, temperature, vae_lr, weighting
 
     def setup(self, model: nn.Module, stream: TaskStream) -> None:
         super().setup(model, stream)
@@ -72,19 +82,29 @@ class GenerativeReplay(Method):
         self.vae_opt = torch.optim.Adam(self.vae.parameters(), lr=self.vae_lr)
         self.old_model: nn.Module | None = None
         self.old_vae: VAE | None = None
+        self.snapshots: list[list] = []  # a few samples of the generator after each task (for the record)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Classifier loss on real + generated samples; the VAE takes one Adam step on the same inputs."""
         loss = F.cross_entropy(self.logits(model, x, t), y)
+        vae_loss = self.vae.loss(x)
         if self.old_model is not None:
             x_old, t_old, target = self.dream(self.replay_batch)
-            out = self.logits(model, x_old, t_old)
-            loss = loss + self.beta * self.replay_loss(out, target)
-            x = torch.cat([x, x_old])
+            w_new, w_old = self.weights()
+            loss = w_new * loss + w_old * self.replay_loss(self.logits(model, x_old, t_old), target)
+            share = 1 / (self.task.index + 1) if self.weighting == "tasks" else len(x) / (len(x) + len(x_old))
+            vae_loss = share * vae_loss + (1 - share) * self.vae.loss(x_old)
         self.vae_opt.zero_grad(set_to_none=True)
-        self.vae.loss(x).backward()
+        vae_loss.backward()
         self.vae_opt.step()
         return loss
+
+    def weights(self) -> tuple[float, float]:
+        """The classifier's weights of the new and the replayed samples while a later task is learned."""
+        if self.weighting == "equal":
+            return 1.0, self.beta
+        k = self.task.index + 1
+        return (1 + self.beta) / k, (1 + self.beta) * (1 - 1 / k)
 
     @torch.no_grad()
     def dream(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -111,6 +131,13 @@ class GenerativeReplay(Method):
         """Freeze copies of the classifier and the generator: they are the teachers of the next task."""
         self.old_model = copy.deepcopy(model).eval().requires_grad_(False)
         self.old_vae = copy.deepcopy(self.vae).eval().requires_grad_(False)
+        # drawn from their own generator, so that keeping them leaves training unchanged
+        images = self.old_vae.sample(SNAPSHOT, torch.Generator().manual_seed(task.index))
+        self.snapshots.append(images.cpu().flatten(1).round(decimals=2).tolist())
+
+    def extras(self) -> dict[str, list]:
+        """``samples[k]``: :data:`SNAPSHOT` flattened images drawn from the generator after task k."""
+        return {"samples": self.snapshots}
 
     def stored_bytes(self) -> int:
         """What the method stores besides the model: the generator and the frozen copies (no real data)."""

@@ -20,7 +20,7 @@ from ..data import Task, TaskStream
 from ..distill import frozen_copy
 from ..repro import check_choice, check_int
 from .base import Method
-from .buffer import Buffer
+from .buffer import Buffer, eight_bit_range
 
 SELECTIONS = ("herding", "random")
 
@@ -60,7 +60,8 @@ class ICaRL(Method):
         super().setup(model, stream)
         x = stream[0].x_train
         self.buffer = Buffer(self.memory_size, tuple(x.shape[1:]), stream.n_classes, len(stream),
-                             policy="selected", device=x.device, seed=self.seed)
+                             policy="selected", device=x.device, seed=self.seed,
+                             value_range=eight_bit_range(task.x_train for task in stream))
         self.generator = torch.Generator().manual_seed(self.seed)
         self.old_model: nn.Module | None = None
         self.means: torch.Tensor | None = None

@@ -5,7 +5,9 @@ The loss mixes the new task with the memory :math:`\mathcal M` (Chaudhry et al. 
 .. math:: L(\theta) = \mathbb E_{(x,y)\sim D_{\text{new}}}\,\ell(f_\theta(x), y)
           + \beta\, \mathbb E_{(x,y,t)\sim \mathcal M}\,\ell(f_\theta(x)_{[t]}, y),
 
-where an old sample answers with the output units of its own task :math:`t` in task-IL.
+where an old sample answers with the output units of its own task :math:`t` in task-IL. Each sample of
+a task is offered to the memory once, in the first epoch over the task (later epochs see the same
+samples again, and offering them again would store duplicates).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from torch import nn
 from ..data import TaskStream
 from ..repro import check_float, check_int
 from .base import Method
-from .buffer import Buffer, Memory
+from .buffer import Buffer, Memory, eight_bit_range
 
 
 class Replay(Method):
@@ -37,12 +39,14 @@ class Replay(Method):
         super().setup(model, stream)
         x = stream[0].x_train
         self.buffer = Buffer(self.buffer_size, tuple(x.shape[1:]), stream.n_classes, len(stream),
-                             stream.n_classes if self.stores_logits else 0, self.policy, x.device, self.seed)
+                             stream.n_classes if self.stores_logits else 0, self.policy, x.device, self.seed,
+                             eight_bit_range(task.x_train for task in stream))
+        self.offering, self.unoffered = None, 0  # the task being offered, and its samples not yet offered
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """New-batch loss plus the replay loss, in one forward pass over both; then store the new batch.
+        """New-batch loss plus the replay loss, in one forward pass over both; then offer the new batch.
 
-        The batch is stored after the replay batch is drawn, so a sample is never replayed in the step
+        The batch is offered after the replay batch is drawn, so a sample is never replayed in the step
         that brings it.
         """
         old = self.draw() if len(self.buffer) else []
@@ -50,8 +54,21 @@ class Replay(Method):
         loss = F.cross_entropy(self._mask(out, t), y)
         if old:
             loss = loss + self.replay_loss(old_out, old)
-        self.buffer.add(x, y, t, out.detach())
+        self.offer(x, y, t, out.detach())
         return loss
+
+    def offer(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> None:
+        """Offer the batch to the memory while the first epoch over the task lasts.
+
+        The trainer's epoch is one shuffled pass over the task's samples, so its first ``n_train``
+        samples are each sample once.
+        """
+        if self.offering is not self.task:
+            self.offering, self.unoffered = self.task, self.task.n_train
+        n = min(len(y), self.unoffered)
+        if n:
+            self.buffer.add(x[:n], y[:n], t[:n], out[:n])
+            self.unoffered -= n
 
     def draw(self) -> list[Memory]:
         """The replay batches of one step (ER: one)."""
@@ -68,3 +85,7 @@ class Replay(Method):
     def stored_bytes(self) -> int:
         """What the method stores besides the model: the buffer."""
         return self.buffer.nbytes
+
+    def extras(self) -> dict[str, list[int]]:
+        """How many samples of each class the memory holds at the end."""
+        return {"memory_classes": torch.bincount(self.buffer.all().y, minlength=self.stream.n_classes).tolist()}
