@@ -98,3 +98,22 @@ def plot_method_bars(results: dict[str, dict[str, float]], metric: str, ax: plt.
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
     return ax
+
+
+def plot_lower_accuracy_matrix(R: np.ndarray, ax: plt.Axes | None = None, title: str = "",
+                               task_names: Sequence[str] | None = None,
+                               cbar_ax: plt.Axes | None = None) -> plt.Axes:
+    """:func:`plot_accuracy_matrix` with the upper triangle (tasks not learned yet) masked and a colour
+    bar (drawn in ``cbar_ax`` when several matrices share one)."""
+    ax = ax or plt.gca()
+    R = np.asarray(R)
+    T = len(R)
+    labels = list(task_names) if task_names is not None else [f"T{j + 1}" for j in range(T)]
+    sns.heatmap(R, mask=np.triu(np.ones_like(R, dtype=bool), k=1), vmin=0, vmax=1, cmap="rocket",
+                annot=T <= 10, fmt=".2f", square=True, cbar=True, cbar_ax=cbar_ax,
+                cbar_kws={"label": "test accuracy"}, xticklabels=labels,
+                yticklabels=[f"after T{i + 1}" for i in range(T)], ax=ax,
+                annot_kws={"fontsize": 7 if T > 5 else 9})
+    ax.set(xlabel="tested on", ylabel="", title=title)
+    ax.tick_params(axis="both", rotation=0, labelsize=8 if T > 5 else 9)
+    return ax
