@@ -53,7 +53,8 @@ def test_buffer_never_exceeds_capacity_and_stores_distinct_samples():
 def test_class_balanced_buffer_gives_each_class_an_equal_share():
     buf = Buffer(60, (4,), n_classes=10, policy="class_balanced")
     x, _, t = stream_of(900)
-    y = torch.cat([torch.full((300,), 0), torch.full((300,), 1), torch.full((150,), 2), torch.full((150,), 3)])
+    y = torch.cat([torch.full((300,), 0), torch.full((300,), 1), torch.full((150,), 2),
+                   torch.full((150,), 3)])
     buf.add(x[:300], y[:300], t[:300])
     assert buf.group_counts()[0] == 60
     buf.add(x[300:600], y[300:600], t[300:600])
@@ -125,7 +126,8 @@ def tiny_stream(scenario: str):
 def test_methods_run_and_beat_chance(make, scenario):
     torch.manual_seed(0)
     method = make()
-    result = train(method, MLP(16, (32,), 4), tiny_stream(scenario), epochs=2, batch_size=32, lr=0.05)
+    result = train(method, MLP(16, (32,), 4), tiny_stream(scenario), epochs=2, batch_size=32,
+                   lr=0.05)
     assert result.R[-1].mean() > (0.5 if scenario == "task" else 0.25)
     assert method.stored_bytes() > 0
 
@@ -176,7 +178,8 @@ def test_uint8_storage_trains_exactly_as_float32(monkeypatch):
     def trained():
         torch.manual_seed(0)
         method = DER(30, 16, beta=0.5)
-        result = train(method, MLP(16, (32,), 4), eight_bit_stream(), epochs=2, batch_size=32, lr=0.05)
+        result = train(method, MLP(16, (32,), 4), eight_bit_stream(), epochs=2, batch_size=32,
+                       lr=0.05)
         return result, method
 
     r8, m8 = trained()
