@@ -116,4 +116,5 @@ def plot_lower_accuracy_matrix(R: np.ndarray, ax: plt.Axes | None = None, title:
                 annot_kws={"fontsize": 7 if T > 5 else 9})
     ax.set(xlabel="tested on", ylabel="", title=title)
     ax.tick_params(axis="both", rotation=0, labelsize=8 if T > 5 else 9)
+    ax.grid(False)
     return ax
