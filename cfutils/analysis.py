@@ -146,3 +146,52 @@ def at_parameters(model: nn.Module, theta: torch.Tensor) -> nn.Module:
     _unflatten(clone, theta)  # checks the size
     vector_to_parameters(theta.to(next(clone.parameters()).device), clone.parameters())
     return clone
+
+
+def flat_gradient(loss: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """:math:`\\nabla_\\theta` ``loss`` as one flat vector in ``model.parameters()`` order (zeros for frozen
+    or unused parameters)."""
+    params = list(model.parameters())
+    found = iter(torch.autograd.grad(loss, [p for p in params if p.requires_grad], allow_unused=True))
+    grads = [next(found) if p.requires_grad else None for p in params]
+    return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for g, p in zip(grads, params)])
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine of the angle between two flat vectors (0 when either is zero)."""
+    norm = float(a.norm() * b.norm())
+    return float(a @ b) / norm if norm > 0 else 0.0
+
+
+class ConflictWatch:
+    r"""An ``on_step`` callback for :func:`cfutils.train.train` that measures how a new task's updates
+    treat an old task.
+
+    Every ``every`` steps it takes the gradient of the old task's loss, :math:`g = \nabla\mathcal{L}_{old}(\theta_s)`,
+    and at the next step the cosine between :math:`g` and the update :math:`\Delta = \theta_{s+1} - \theta_s`.
+    To first order the step changes the old loss by :math:`g^\top\Delta`: a positive cosine means the step
+    climbs the old task's loss (the tasks conflict), a negative one that it also helps the old task. Call it
+    once with step 0 before training starts; ``old_loss(model)`` returns the old task's loss at the model's
+    current parameters.
+    """
+
+    def __init__(self, old_loss, every: int = 10):
+        self.old_loss, self.every = old_loss, every
+        self.steps: list[int] = []
+        self.cosines: list[float] = []
+        self.losses: list[float] = []
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, step: int, model: nn.Module) -> None:
+        theta = flat_parameters(model)
+        if self._pending is not None:
+            g, before = self._pending
+            self.cosines.append(cosine(g, theta - before))
+            self._pending = None
+        if step % self.every == 0:
+            with torch.enable_grad():
+                loss = self.old_loss(model)
+                g = flat_gradient(loss, model)
+            self.steps.append(step)
+            self.losses.append(float(loss.detach()))
+            self._pending = (g, theta)

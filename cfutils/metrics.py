@@ -44,8 +44,9 @@ def fwt(R: np.ndarray, random_init: np.ndarray) -> float:
 
 
 def forgetting_per_task(R: np.ndarray, reference: str = "best") -> np.ndarray:
-    r"""Forgetting of each task but the last: :math:`f_j = \max_{l<T} R_{l,j} - R_{T,j}` (``"best"``,
-    Chaudhry et al. 2018, Mammoth) or :math:`f_j = R_{j,j} - R_{T,j}` (``"just_trained"``, Avalanche)."""
+    r"""Forgetting of each task but the last: :math:`f_j = \max_{j \le l < T} R_{l,j} - R_{T,j}` (``"best"``,
+    Chaudhry et al. 2018, Mammoth: the best accuracy once task j was learned) or
+    :math:`f_j = R_{j,j} - R_{T,j}` (``"just_trained"``, Avalanche)."""
     R = _check(R)
     T = len(R)
     if reference not in ("best", "just_trained"):

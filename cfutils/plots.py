@@ -24,7 +24,7 @@ METHOD_LABELS = {"naive": "fine-tuning", "joint": "joint (upper bound)", "online
                  "icarl": "iCaRL", "prognet": "Progressive Nets", "fel": "FEL", "lora": "LoRA", "ogd": "OGD"}
 METHOD_LABELS |= {"gpm": "GPM", "pcgrad": "PCGrad", "mer": "MER", "lwf_mc": "LwF.MC", "lfl": "LFL",
                   "lwf_replay": "LwF + ER"}
-TASK_PALETTE = "crest"
+TASK_PALETTE = "Dark2"  # distinct hues (qualitative), so neighbouring tasks are easy to tell apart
 
 
 def set_theme() -> None:
@@ -45,22 +45,29 @@ def method_label(name: str) -> str:
 
 
 def task_colors(n: int) -> list:
-    """``n`` ordered colours for tasks 1..n (light = early, dark = late)."""
-    return sns.color_palette(TASK_PALETTE, n)
+    """``n`` colours of distinct hues for tasks 1..n (:data:`TASK_PALETTE`; evenly spaced hues beyond 8)."""
+    return sns.color_palette(TASK_PALETTE, n) if n <= 8 else sns.color_palette("husl", n)
 
 
 def plot_accuracy_matrix(R: np.ndarray, ax: plt.Axes | None = None, title: str = "",
-                         task_names: Sequence[str] | None = None) -> plt.Axes:
-    """Heatmap of :math:`R_{i,j}` (row: after learning task i; column: tested on task j)."""
+                         task_names: Sequence[str] | None = None, mask_upper: bool = False) -> plt.Axes:
+    """Heatmap of :math:`R_{i,j}` (row: after learning task i; column: tested on task j).
+
+    ``mask_upper`` blanks the tasks not yet learned (:math:`j > i`); :func:`plot_accuracy_matrices` draws
+    several matrices that way with one colour bar.
+    """
     ax = ax or plt.gca()
     T = len(R)
     labels = list(task_names) if task_names is not None else [f"T{j + 1}" for j in range(T)]
-    sns.heatmap(np.asarray(R), vmin=0, vmax=1, cmap="rocket", annot=T <= 10, fmt=".2f", square=True, cbar=False,
+    mask = np.triu(np.ones((T, T), dtype=bool), k=1) if mask_upper else None
+    sns.heatmap(np.asarray(R), mask=mask, vmin=0, vmax=1, cmap="rocket", annot=T <= 10, fmt=".2f", square=True,
+                cbar=False,
                 xticklabels=labels, yticklabels=[f"after T{i + 1}" for i in range(T)], ax=ax,
                 annot_kws={"fontsize": 8 if T > 5 else 9})
     ax.set_xlabel("tested on")
     ax.set_ylabel("")
     ax.set_title(title)
+    ax.grid(False)
     ax.tick_params(axis="x", rotation=0)
     ax.tick_params(axis="y", rotation=0)
     return ax
@@ -98,4 +105,30 @@ def plot_method_bars(results: dict[str, dict[str, float]], metric: str, ax: plt.
     ax.set_ylabel(metric)
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
+    return ax
+
+
+def plot_accuracy_matrices(matrices: dict[str, np.ndarray], axes: Sequence[plt.Axes] | None = None,
+                           task_names: Sequence[str] | None = None) -> list[plt.Axes]:
+    """Several accuracy matrices side by side: upper triangles (tasks not yet learned) masked, one colour bar."""
+    if axes is None:
+        _, axes = plt.subplots(1, len(matrices), figsize=(3.3 * len(matrices) + 0.8, 3.4), layout="constrained")
+    axes = list(np.ravel(axes))
+    for ax, (title, R) in zip(axes, matrices.items()):
+        plot_accuracy_matrix(R, ax=ax, title=title, task_names=task_names, mask_upper=True)
+    for ax in axes[1:]:
+        if not ax.get_subplotspec().is_first_col():
+            ax.set_yticklabels([])
+    mappable = plt.cm.ScalarMappable(plt.Normalize(0, 1), cmap="rocket")
+    axes[0].figure.colorbar(mappable, ax=axes, label="test accuracy", shrink=0.85)
+    return axes
+
+
+def plot_band(ax: plt.Axes, x: Sequence[float], values: np.ndarray, color, label: str | None = None,
+              **line_kw) -> plt.Axes:
+    """Mean over seeds (rows of ``values``) as a line, ± one standard deviation as a band."""
+    values = np.atleast_2d(np.asarray(values, dtype=float))
+    mean, sd = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
+    ax.plot(x, mean, color=color, label=label, **{"lw": 2, **line_kw})
+    ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.2, lw=0)
     return ax

@@ -321,7 +321,8 @@ def load(spec: RunSpec, root: Path | None = None) -> Record | None:
         print(f"[records] {path.name} holds {problem}; re-training {spec.method} (seed {spec.seed})",
               file=sys.stderr)
         return None
-    r = saved["record"]
+    known = {f.name for f in dataclasses.fields(Record)}
+    r = {k: v for k, v in saved["record"].items() if k in known}  # fields of newer code: not ours
     return Record(**{**r, "R": np.array(r["R"]), "random_init": np.array(r["random_init"]),
                      "curves": None if r["curves"] is None else np.array(r["curves"])},
                   spec=spec, weights=weights)

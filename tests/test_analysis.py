@@ -108,3 +108,29 @@ def test_at_parameters_builds_a_copy_with_the_given_vector():
         assert torch.allclose(clone(x), b(x))
     with pytest.raises(ValueError, match="parameters"):
         at_parameters(a, theta_b[:-1])
+
+
+def test_conflict_watch_sees_descent_on_the_same_task_and_ascent_on_the_opposite_one():
+    from cfutils.analysis import ConflictWatch, cosine, flat_gradient
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    model = tiny_model(0)
+    same = ConflictWatch(lambda m: F.cross_entropy(m(x), y), every=1)
+    opposite = ConflictWatch(lambda m: -F.cross_entropy(m(x), y), every=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(6):
+        same(step, model)
+        opposite(step, model)
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()   # full-batch gradient descent on the same loss
+        opt.step()
+    same(6, model)
+    opposite(6, model)
+    assert same.steps == list(range(7)) and len(same.cosines) == 6   # the last one awaits its update
+    np.testing.assert_allclose(same.cosines, -1.0, atol=1e-5)      # every update descends the loss
+    np.testing.assert_allclose(opposite.cosines, 1.0, atol=1e-5)   # and climbs its negative
+    assert same.losses[-1] < same.losses[0]
+    g = flat_gradient(F.cross_entropy(model(x), y), model)
+    assert g.shape == flat_parameters(model).shape and cosine(g, 2 * g) == pytest.approx(1.0)
+    assert cosine(g, torch.zeros_like(g)) == 0.0

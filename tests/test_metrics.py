@@ -47,3 +47,8 @@ def test_rejects_bad_reference_and_baseline():
         metrics.forgetting(R, "worst")
     with pytest.raises(ValueError, match="random_init"):
         metrics.fwt(R, np.zeros(2))
+
+
+def test_forgetting_ignores_accuracy_before_a_task_was_learned():
+    R = np.array([[0.9, 0.7, 0.1], [0.3, 0.5, 0.1], [0.2, 0.4, 0.8]])   # task 2 scored 0.7 before it was learned
+    np.testing.assert_allclose(metrics.forgetting_per_task(R), [0.9 - 0.2, 0.5 - 0.4])

@@ -18,11 +18,13 @@ NOTEBOOKS = [ROOT / f"{c['file']}.ipynb" for part in TOC["parts"] for c in part[
 COMMON_BAD = [({"profile": "huge"}, "profile"), ({"dataset": "imagenet"}, "dataset")]
 BAD_PARAMETERS: dict[str, list[tuple[dict, str]]] = {
     "01_definition_and_causes": [({"lr": -0.1}, "lr"), ({"n_tasks": 0}, "n_tasks"), ({"n_tasks": 3}, "n_tasks"),
-                                 ({"seed": -1}, "seed")],
+                                 ({"seed": -1}, "seed"), ({"epochs": 0}, "epochs"), ({"hidden": 0}, "hidden")],
     "02_ewc": [({"gamma": 1.5}, "gamma"), ({"adam_lr": 0.0}, "adam_lr"), ({"n_compare": 0}, "n_compare"),
                ({"seed": -1}, "seed"), ({"device": "tpu"}, "device")],
-    "05_replay": [({"small_buffer": -10}, "small_buffer"), ({"buffer_sizes": [50, 0]}, "buffer_sizes"),
-                  ({"epochs": 0}, "epochs"), ({"lr": 0}, "lr"), ({"small_buffer": 5000, "large_buffer": 100}, "small_buffer")],
+    "05_replay": [({"memory": -10}, "memory"), ({"memory_sizes": [50, 0]}, "memory_sizes"),
+                  ({"memory_sizes": [300, 100]}, "memory_sizes"), ({"epochs": 0}, "epochs"),
+                  ({"er_betas": [1.0, -2.0]}, "er_betas"), ({"der_alphas": "big"}, "der_alphas"),
+                  ({"seed": -1}, "seed")],
     "08_llm_case_study": [({"model": "no-such-model"}, "model"), ({"real_model": "no-such-model"}, "real_model"),
                           ({"lora_targets": ["q_proj"]}, "lora_targets"), ({"methods": ["lora"]}, "methods"),
                           ({"replay_fraction": 1.5}, "replay_fraction")],

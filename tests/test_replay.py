@@ -1,13 +1,16 @@
 """Unit tests of the replay memory and the replay methods (tiny tensors, a few seconds in all)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from cfutils.data import Dataset, split_stream
 from cfutils.methods import DER, VAE, Buffer, GenerativeReplay, ICaRL, Replay, herding
+from cfutils.methods.buffer import eight_bit_range
 from cfutils.models import MLP
 from cfutils.train import train
 
@@ -50,7 +53,8 @@ def test_buffer_never_exceeds_capacity_and_stores_distinct_samples():
 def test_class_balanced_buffer_gives_each_class_an_equal_share():
     buf = Buffer(60, (4,), n_classes=10, policy="class_balanced")
     x, _, t = stream_of(900)
-    y = torch.cat([torch.full((300,), 0), torch.full((300,), 1), torch.full((150,), 2), torch.full((150,), 3)])
+    y = torch.cat([torch.full((300,), 0), torch.full((300,), 1), torch.full((150,), 2),
+                   torch.full((150,), 3)])
     buf.add(x[:300], y[:300], t[:300])
     assert buf.group_counts()[0] == 60
     buf.add(x[300:600], y[300:600], t[300:600])
@@ -116,11 +120,14 @@ def tiny_stream(scenario: str):
 @pytest.mark.parametrize("scenario", ["class", "task"])
 @pytest.mark.parametrize("make", [lambda: Replay(40, 16), lambda: DER(40, 16, beta=0.5),
                                   lambda: GenerativeReplay(latent=4, hidden=16, replay_batch=16),
+                                  lambda: GenerativeReplay(latent=4, hidden=16, replay_batch=16,
+                                                           weighting="tasks"),
                                   lambda: ICaRL(40), lambda: ICaRL(40, selection="random")])
 def test_methods_run_and_beat_chance(make, scenario):
     torch.manual_seed(0)
     method = make()
-    result = train(method, MLP(16, (32,), 4), tiny_stream(scenario), epochs=2, batch_size=32, lr=0.05)
+    result = train(method, MLP(16, (32,), 4), tiny_stream(scenario), epochs=2, batch_size=32,
+                   lr=0.05)
     assert result.R[-1].mean() > (0.5 if scenario == "task" else 0.25)
     assert method.stored_bytes() > 0
 
@@ -132,3 +139,117 @@ def test_task_il_replay_uses_each_sample_own_head():
     out = method.logits(MLP(16, (8,), 4), torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]))
     assert torch.isfinite(out[0, :2]).all() and (out[0, 2:] < -1e30).all()
     assert torch.isfinite(out[1, 2:]).all() and (out[1, :2] < -1e30).all()
+
+
+def eight_bit_stream(scenario: str = "class"):
+    """A tiny learnable stream of standardised 8-bit images (as Fashion-MNIST's)."""
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(400) % 4
+    u = torch.randint(0, 256, (400, 1, 4, 4), generator=g)
+    u[:, 0, 0, 0] = 60 * y  # learnable
+    x = (u.float() / 255 - 0.3) / 0.35
+    return split_stream(Dataset("toy8", x, y, x[:80], y[:80], ("a", "b", "c", "d")), 2, scenario)
+
+
+def test_uint8_buffer_returns_exactly_the_stored_floats_in_a_quarter_of_the_bytes():
+    stream = eight_bit_stream()
+    x = torch.cat([task.x_train for task in stream])
+    value_range = eight_bit_range(task.x_train for task in stream)
+    assert value_range == (float(x.min()), float(x.max()))
+    small = Buffer(50, (1, 4, 4), value_range=value_range)
+    large = Buffer(50, (1, 4, 4))
+    for buf in (small, large):
+        buf.add(x, torch.arange(len(x)) % 4, torch.zeros(len(x), dtype=torch.long))
+    assert small.x.dtype == torch.uint8
+    assert torch.equal(small.all().x, large.all().x)  # the same samples, bit for bit
+    assert (large.x.nbytes, small.x.nbytes) == (50 * 16 * 4, 50 * 16)
+    assert small.nbytes == large.nbytes - 50 * 16 * 3 + 256 * 4  # plus the table of 256 levels
+
+
+def test_inputs_that_are_not_8_bit_are_refused_or_kept_as_float32():
+    x = torch.randn(200, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert eight_bit_range([x]) is None
+    buf = Buffer(10, (1, 4, 4), value_range=(float(x.min()), float(x.max())))
+    with pytest.raises(ValueError, match="not 8-bit"):
+        buf.add(x, torch.zeros(200, dtype=torch.long), torch.zeros(200, dtype=torch.long))
+
+
+def test_uint8_storage_trains_exactly_as_float32(monkeypatch):
+    def trained():
+        torch.manual_seed(0)
+        method = DER(30, 16, beta=0.5)
+        result = train(method, MLP(16, (32,), 4), eight_bit_stream(), epochs=2, batch_size=32,
+                       lr=0.05)
+        return result, method
+
+    r8, m8 = trained()
+    monkeypatch.setattr("cfutils.methods.replay.eight_bit_range", lambda xs: None)
+    r32, m32 = trained()
+    assert m8.buffer.x.dtype == torch.uint8 and m32.buffer.x.dtype == torch.float32
+    assert np.array_equal(r8.R, r32.R) and r8.losses == r32.losses
+    assert m8.stored_bytes() < m32.stored_bytes()
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_each_sample_is_offered_to_the_memory_once(epochs):
+    stream = eight_bit_stream()
+    method = Replay(buffer_size=1000, replay_batch=8)
+    train(method, MLP(16, (8,), 4), stream, epochs=epochs, batch_size=32, lr=0.05)
+    n = sum(task.n_train for task in stream)
+    assert int(method.buffer.seen.sum()) == n and len(method.buffer) == n
+    stored = method.buffer.all().x.flatten(1)
+    assert len(torch.unique(stored, dim=0)) == n  # no duplicates, whatever the number of epochs
+
+
+def test_generative_replay_weighting():
+    gr = GenerativeReplay(beta=1.0, weighting="tasks")
+    equal = GenerativeReplay(beta=1.0)
+    for k, expected in ((2, (1.0, 1.0)), (4, (0.5, 1.5))):
+        gr.task = equal.task = dataclasses.replace(tiny_stream("class")[0], index=k - 1)
+        assert gr.weights() == pytest.approx(expected)
+        assert equal.weights() == (1.0, 1.0)
+    with pytest.raises(ValueError, match="weighting"):
+        GenerativeReplay(weighting="1/t")
+
+
+def test_icarl_keeps_its_exemplars_as_uint8():
+    torch.manual_seed(0)
+    method = ICaRL(40)
+    result = train(method, MLP(16, (32,), 4), eight_bit_stream(), epochs=2, batch_size=32, lr=0.05)
+    assert method.buffer.x.dtype == torch.uint8 and len(method.buffer) == 40
+    assert result.R[-1].mean() > 0.25
+
+
+def test_generator_snapshots_leave_the_global_random_state_alone():
+    vae = VAE((1, 4, 4), hidden=8, latent=2)
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    a = vae.sample(3, torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, vae.sample(3, torch.Generator().manual_seed(1)))
+
+
+def test_records_keep_what_the_memory_holds_and_what_the_generator_draws():
+    stream = eight_bit_stream()
+    er = Replay(buffer_size=60, replay_batch=8)
+    train(er, MLP(16, (8,), 4), stream, epochs=1, batch_size=32, lr=0.05)
+    counts = er.extras()["memory_classes"]
+    assert len(counts) == 4 and sum(counts) == 60 and all(c > 0 for c in counts)
+    gr = GenerativeReplay(latent=2, hidden=8, replay_batch=8)
+    train(gr, MLP(16, (8,), 4), stream, epochs=1, batch_size=32, lr=0.05)
+    samples = np.array(gr.extras()["samples"])
+    assert samples.shape == (len(stream), 10, 16)
+
+
+def test_imbalanced_stream_keeps_the_asked_share_of_each_class():
+    from cfutils.runs import RunSpec, data_for
+
+    fractions = (1.0, 0.5, 0.1, 0.05, 1, 1, 1, 1, 1, 1)
+    spec = RunSpec("naive", n_train=2000, n_test=500, class_fractions=fractions)
+    counts = torch.bincount(torch.cat([t.y_train for t in data_for(spec)]), minlength=10)
+    assert counts[:4].tolist() == [200, 100, 20, 10] and counts[4:].eq(200).all()
+    assert sum(len(t.y_test) for t in data_for(spec)) == 500  # the test set stays balanced
+    with pytest.raises(ValueError, match="class_fractions"):
+        RunSpec("naive", class_fractions=(0.5,) * 9)
+    with pytest.raises(ValueError, match="class_fractions"):
+        RunSpec("naive", class_fractions=(0.0,) + (1.0,) * 9)

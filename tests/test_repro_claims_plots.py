@@ -91,3 +91,18 @@ def test_plots_draw_without_error():
     assert plots.method_color("naive") != plots.method_color("joint")
     assert plots.method_color("unknown") == (0.5, 0.5, 0.5)
     plt.close(fig)
+
+
+def test_task_colours_differ_in_hue_and_matrices_mask_the_future():
+    import colorsys
+
+    hues = [colorsys.rgb_to_hsv(*c)[0] for c in plots.task_colors(5)]
+    assert min(abs(a - b) for i, a in enumerate(hues) for b in hues[i + 1:]) > 0.05
+    assert len(set(plots.task_colors(12))) == 12
+    axes = plots.plot_accuracy_matrices({"a": np.tril(np.ones((3, 3))), "b": np.eye(3)})
+    masked = axes[0].collections[0].get_array()
+    assert np.ma.count_masked(masked) == 3 and len(axes[0].figure.axes) == 3   # two matrices + colour bar
+    fig, ax = plt.subplots()
+    plots.plot_band(ax, [0, 1], np.array([[0.0, 1.0], [1.0, 2.0]]), "k", label="x")
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.5, 1.5])
+    plt.close("all")

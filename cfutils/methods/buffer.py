@@ -10,12 +10,18 @@ Samples are split into *groups*, each with its own reservoir and an equal share 
   (:math:`n = 1, 2, \dots`) is stored if :math:`n \le M`, otherwise it replaces a uniformly chosen
   slot with probability :math:`M/n`; every sample seen stays in memory with probability :math:`M/n`.
 * ``"class_balanced"``: one reservoir per class; the :math:`k` classes seen so far get
-  :math:`\lfloor M/k \rfloor` slots each, and when a class arrives the others give up random samples.
+  :math:`\lfloor M/k \rfloor` slots each, and when a class arrives the others give up random
+  samples.
 * ``"selected"``: one group per (task, class); the method chooses what to store (iCaRL's herding),
   in order of priority, and when a group shrinks it keeps its first samples.
+
+Inputs that are 8-bit images (standardised or not: at most 256 evenly spaced values, see
+:func:`eight_bit_range`) are stored as one ``uint8`` code per pixel, a quarter of float32's bytes,
+and read back exactly: the buffer keeps the float value of each code it has written.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import torch
@@ -38,18 +44,28 @@ class Memory(NamedTuple):
 class Buffer:
     """A fixed-capacity replay memory of samples, labels, task indices and (optionally) logits."""
 
-    def __init__(self, capacity: int, x_shape: tuple[int, ...], n_classes: int = 1, n_tasks: int = 1,
-                 n_logits: int = 0, policy: str = "reservoir", device: torch.device | str = "cpu", seed: int = 0):
+    def __init__(self, capacity: int, x_shape: tuple[int, ...], n_classes: int = 1,
+                 n_tasks: int = 1, n_logits: int = 0, policy: str = "reservoir",
+                 device: torch.device | str = "cpu", seed: int = 0,
+                 value_range: tuple[float, float] | None = None):
+        """``value_range``: (min, max) of 8-bit inputs (:func:`eight_bit_range`): store uint8."""
         check_int("capacity", capacity, minimum=1)
         check_choice("policy", policy, POLICIES)
         self.capacity, self.policy, self.n_classes = capacity, policy, n_classes
-        self.x = torch.zeros((capacity, *x_shape), device=device)
+        self.value_range = value_range
+        self.x = torch.zeros((capacity, *x_shape), device=device,
+                             dtype=torch.float32 if value_range is None else torch.uint8)
+        # The float value of each uint8 code, learned as samples are written (NaN: not seen yet).
+        self.levels = (None if value_range is None
+                       else torch.full((256,), float("nan"), device=device))
         self.y = torch.zeros(capacity, dtype=torch.long, device=device)
         self.t = torch.zeros(capacity, dtype=torch.long, device=device)
         self.logits = torch.zeros((capacity, n_logits), device=device) if n_logits else None
-        n_groups = {"reservoir": 1, "class_balanced": n_classes, "selected": n_classes * n_tasks}[policy]
-        # Per group (small, on the CPU): samples seen in the stream, stored, slots allotted, first slot.
-        self.seen, self.count, self.quota, self.start = (torch.zeros(n_groups, dtype=torch.long) for _ in range(4))
+        n_groups = {"reservoir": 1, "class_balanced": n_classes,
+                    "selected": n_classes * n_tasks}[policy]
+        # Per group (small, on the CPU): samples seen in the stream, stored, slots, first slot.
+        self.seen, self.count, self.quota, self.start = (torch.zeros(n_groups, dtype=torch.long)
+                                                         for _ in range(4))
         self.generator = torch.Generator().manual_seed(seed)
 
     # ------------------------------------------------------------------ reading
@@ -59,10 +75,11 @@ class Buffer:
     @property
     def nbytes(self) -> int:
         """Bytes held by the preallocated tensors (what the memory costs, full or not)."""
-        return sum(s.numel() * s.element_size() for s in self._storage())
+        tensors = [s for s in (*self._storage(), self.levels) if s is not None]
+        return sum(s.numel() * s.element_size() for s in tensors)
 
     def sample(self, n: int) -> Memory:
-        """``n`` stored samples drawn uniformly with replacement: O(n), the memory is never copied."""
+        """``n`` stored samples drawn uniformly with replacement: O(n), the memory is not copied."""
         u = torch.randint(len(self), (n,), generator=self.generator)
         return self._read(self._slot_of(u))
 
@@ -75,7 +92,8 @@ class Buffer:
         return self.count.clone()
 
     # ------------------------------------------------------------------ writing
-    def add(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor, logits: torch.Tensor | None = None) -> None:
+    def add(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
+            logits: torch.Tensor | None = None) -> None:
         """Offer a batch to the memory; each group runs algorithm R on its own sub-stream."""
         if self.policy == "selected":
             raise RuntimeError("a 'selected' buffer is filled with put(), not add()")
@@ -83,7 +101,8 @@ class Buffer:
         new = self.seen[g] == 0
         if new.any():  # a group appears: the others make room for it
             self._make_room(self.seen.bool().index_fill(0, g[new], True), keep="random")
-        # r: 0-based position of each sample in its group's stream; fill while r < quota, else draw j ~ U{0..r}.
+        # r: 0-based position of each sample in its group's stream; fill while r < quota, else
+        # draw j ~ U{0..r}.
         r = self.seen[g] + _rank_within_group(g, len(self.seen))
         q = self.quota[g]
         drawn = (torch.rand(len(r), generator=self.generator, dtype=torch.float64) * (r + 1)).long()
@@ -95,7 +114,7 @@ class Buffer:
         self.count = torch.minimum(self.seen, self.quota)
 
     def put(self, group: int, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> None:
-        """Store the first ``quota`` samples of ``x`` (in priority order) as ``group``'s ("selected")."""
+        """Store the first ``quota`` samples of ``x`` (by priority) as ``group``'s ("selected")."""
         active = self.seen.bool()
         active[group] = True
         self._make_room(active, keep="first")
@@ -105,7 +124,8 @@ class Buffer:
         self.count[group] = n
 
     def _make_room(self, active: torch.Tensor, keep: str) -> None:
-        """Give each active group ``capacity // k`` slots; shrinking groups keep random or first samples."""
+        """Give each active group ``capacity // k`` slots; shrinking groups keep random or first
+        samples."""
         if torch.equal(active, self.quota.bool()):
             return
         quota = active.long() * (self.capacity // int(active.sum()))
@@ -114,7 +134,8 @@ class Buffer:
         old, new = [], []
         for grp in torch.nonzero(kept).squeeze(1).tolist():
             k = int(kept[grp])
-            pick = torch.randperm(int(self.count[grp]), generator=self.generator)[:k] if keep == "random" else torch.arange(k)
+            pick = (torch.randperm(int(self.count[grp]), generator=self.generator)[:k]
+                    if keep == "random" else torch.arange(k))
             old.append(self.start[grp] + pick)
             new.append(start[grp] + torch.arange(k))
         if old:
@@ -128,21 +149,59 @@ class Buffer:
         return [s for s in (self.x, self.y, self.t, self.logits) if s is not None]
 
     def _slot_of(self, u: torch.Tensor) -> torch.Tensor:
-        """Map ranks ``0..len-1`` over the stored samples to buffer rows (groups fill their slots in order)."""
+        """Map ranks ``0..len-1`` over the stored samples to buffer rows (groups fill their slots in
+        order)."""
         cum = self.count.cumsum(0)
         group = torch.searchsorted(cum, u, right=True)
         return (self.start[group] + u - (cum[group] - self.count[group])).to(self.y.device)
 
     def _read(self, idx: torch.Tensor) -> Memory:
-        return Memory(self.x[idx], self.y[idx], self.t[idx], None if self.logits is None else self.logits[idx])
+        x = self.x[idx] if self.levels is None else self.levels[self.x[idx].long()]
+        logits = None if self.logits is None else self.logits[idx]
+        return Memory(x, self.y[idx], self.t[idx], logits)
 
     def _write(self, slots: torch.Tensor, x, y, t, logits, rows: torch.Tensor) -> None:
         slots, rows = slots.to(self.y.device), rows.to(y.device)
-        self.x[slots] = x[rows].detach().to(self.x.dtype)
+        self.x[slots] = (x[rows].detach().to(self.x.dtype) if self.levels is None
+                         else self._encode(x[rows]))
         self.y[slots] = y[rows]
         self.t[slots] = t[rows]
         if self.logits is not None and logits is not None:
             self.logits[slots] = logits[rows].detach()
+
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 codes of ``x``, checking that each code always stands for the same float value."""
+        x = x.detach().to(self.levels.device)
+        q = _codes(x, *self.value_range).long()
+        self.levels[q] = x  # new codes learn their value; known ones get the same value again
+        if not torch.equal(self.levels[q], x):
+            raise ValueError("these inputs are not 8-bit images (two values share a uint8 code); "
+                             "create the Buffer without value_range to store float32")
+        return q.to(torch.uint8)
+
+
+def _codes(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """The nearest of 256 evenly spaced levels from ``lo`` to ``hi`` (as floats 0..255)."""
+    return ((x - lo) * (255 / (hi - lo))).round_().clamp_(0, 255)
+
+
+def eight_bit_range(xs: Iterable[torch.Tensor], check: int = 1000) -> tuple[float, float] | None:
+    """(min, max) of inputs that are 8-bit images mapped affinely to floats, else None.
+
+    8-bit means: every value lies within 0.01 of one of 256 evenly spaced levels from min to max
+    (checked on the first ``check`` samples of each tensor). Standardised pixels of MNIST-like data
+    pass; three channels standardised apart do not (they are stored as float32).
+    """
+    xs = list(xs)
+    lo, hi = min(float(x.min()) for x in xs), max(float(x.max()) for x in xs)
+    if not hi > lo:
+        return None
+    for x in xs:
+        scaled = (x[:check] - lo) * (255 / (hi - lo))
+        if float((scaled - scaled.round()).abs().max()) > 0.01:
+            return None
+    return lo, hi
 
 
 def _rank_within_group(g: torch.Tensor, n_groups: int) -> torch.Tensor:
@@ -151,7 +210,8 @@ def _rank_within_group(g: torch.Tensor, n_groups: int) -> torch.Tensor:
 
 
 def _last_writer(slots: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """When several samples of one batch pick the same slot, keep the latest (as the sequential algorithm)."""
+    """When several samples of one batch pick the same slot, keep the latest (as the sequential
+    algorithm does)."""
     if len(rows) == 0:
         return slots, rows
     order = torch.argsort(slots * (int(rows.max()) + 1) + rows)  # by slot, then by arrival

@@ -1,12 +1,14 @@
-r"""iCaRL (Rebuffi et al. 2017): herding exemplars, distillation, and a nearest-mean-of-exemplars classifier.
+r"""iCaRL (Rebuffi et al. 2017): herding exemplars, distillation, and a nearest-mean-of-exemplars
+classifier.
 
-* **Exemplars.** After each task, each new class keeps :math:`m = \lfloor K / \#\text{classes}\rfloor` samples
-  chosen by *herding*: the :math:`k`-th exemplar is the sample whose addition brings the exemplar mean closest to
-  the class mean :math:`\mu` in feature space,
-  :math:`p_k = \arg\min_x \lVert \mu - \tfrac1k(\varphi(x) + \sum_{j<k}\varphi(p_j))\rVert`; old classes keep
-  their first :math:`m` (herding ranks them).
-* **Training** on the new data plus the exemplars with per-class sigmoid cross-entropy; the targets of the old
-  classes are the previous network's sigmoid outputs (distillation).
+* **Exemplars.** After each task, each new class keeps
+  :math:`m = \lfloor K / \#\text{classes}\rfloor` samples chosen by *herding*: the :math:`k`-th
+  exemplar is the sample whose addition brings the exemplar mean closest to the class mean
+  :math:`\mu` in feature space,
+  :math:`p_k = \arg\min_x \lVert \mu - \tfrac1k(\varphi(x) + \sum_{j<k}\varphi(p_j))\rVert`; old
+  classes keep their first :math:`m` (herding ranks them).
+* **Training** on the new data plus the exemplars with per-class sigmoid cross-entropy; the targets
+  of the old classes are the previous network's sigmoid outputs (distillation).
 * **Prediction** by the nearest class mean of the exemplars' normalised features:
   :math:`y^* = \arg\min_y \lVert \varphi(x) - \mu_y \rVert`.
 """
@@ -20,7 +22,7 @@ from ..data import Task, TaskStream
 from ..distill import frozen_copy
 from ..repro import check_choice, check_int
 from .base import Method
-from .buffer import Buffer
+from .buffer import Buffer, eight_bit_range
 
 SELECTIONS = ("herding", "random")
 
@@ -29,7 +31,8 @@ def herding(features: torch.Tensor, m: int) -> torch.Tensor:
     """Indices of ``m`` distinct rows of ``features``, in the order herding picks them.
 
     Dropping the terms that do not depend on the candidate :math:`p`, step :math:`k` minimises
-    :math:`\\big(2\\,S\\cdot\\varphi_p + \\lVert\\varphi_p\\rVert^2\\big)/k^2 - 2\\,\\mu\\cdot\\varphi_p/k`, where
+    :math:`\\big(2\\,S\\cdot\\varphi_p + \\lVert\\varphi_p\\rVert^2\\big)/k^2
+    - 2\\,\\mu\\cdot\\varphi_p/k`, where
     :math:`S` is the sum of the features chosen so far: one matrix-vector product per pick.
     """
     mu_dot = features @ features.mean(dim=0)
@@ -47,7 +50,8 @@ def herding(features: torch.Tensor, m: int) -> torch.Tensor:
 
 
 class ICaRL(Method):
-    """iCaRL with a fixed memory of ``memory_size`` exemplars (``selection="random"``: no herding)."""
+    """iCaRL with a fixed memory of ``memory_size`` exemplars (``selection="random"``: no
+    herding)."""
 
     name = "icarl"
 
@@ -60,7 +64,8 @@ class ICaRL(Method):
         super().setup(model, stream)
         x = stream[0].x_train
         self.buffer = Buffer(self.memory_size, tuple(x.shape[1:]), stream.n_classes, len(stream),
-                             policy="selected", device=x.device, seed=self.seed)
+                             policy="selected", device=x.device, seed=self.seed,
+                             value_range=eight_bit_range(task.x_train for task in stream))
         self.generator = torch.Generator().manual_seed(self.seed)
         self.old_model: nn.Module | None = None
         self.means: torch.Tensor | None = None
@@ -73,16 +78,19 @@ class ICaRL(Method):
         old = self.buffer.all()
         return torch.cat([x, old.x]), torch.cat([y, old.y]), torch.cat([t, old.t])
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Sigmoid cross-entropy per output unit; old classes' targets are the old network's sigmoids."""
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             t: torch.Tensor) -> torch.Tensor:
+        """Sigmoid cross-entropy per output unit; old classes' targets are the old network's
+        sigmoids."""
         out = model(x)
         target = F.one_hot(y, out.shape[1]).float()
         if self.old_model is not None:
             with torch.no_grad():
                 old = torch.sigmoid(self.old_model(x))
-            target[:, self.has_mean] = old[:, self.has_mean]  # the old classes: those with exemplars
+            target[:, self.has_mean] = old[:, self.has_mean]  # old classes: those with exemplars
         weight = torch.ones_like(out) if self.masks is None else self.masks[t].float()
-        return F.binary_cross_entropy_with_logits(out, target, weight=weight, reduction="sum") / len(y)
+        bce = F.binary_cross_entropy_with_logits(out, target, weight=weight, reduction="sum")
+        return bce / len(y)
 
     @torch.no_grad()
     def after_task(self, model: nn.Module, task: Task) -> None:
@@ -98,9 +106,11 @@ class ICaRL(Method):
             else:
                 order = torch.randperm(len(x), generator=self.generator)[:m].to(x.device)
             y = torch.full((len(order),), c, dtype=torch.long, device=x.device)
-            self.buffer.put(task.index * self.stream.n_classes + c, x[order], y, torch.full_like(y, task.index))
+            self.buffer.put(task.index * self.stream.n_classes + c, x[order], y,
+                            torch.full_like(y, task.index))
         mem = self.buffer.all()
-        sums = torch.zeros(self.stream.n_classes, self.embed(model, mem.x[:1]).shape[1], device=mem.x.device)
+        width = self.embed(model, mem.x[:1]).shape[1]
+        sums = torch.zeros(self.stream.n_classes, width, device=mem.x.device)
         sums.index_add_(0, mem.y, self.embed(model, mem.x))
         self.means = F.normalize(sums, dim=1)
         self.has_mean = torch.bincount(mem.y, minlength=self.stream.n_classes) > 0
@@ -114,7 +124,8 @@ class ICaRL(Method):
 
     @torch.no_grad()
     def predict(self, model: nn.Module, x: torch.Tensor, task: Task) -> torch.Tensor:
-        """Nearest mean of exemplars among the classes ``task`` may answer with (the model's logits before any exemplar)."""
+        """Nearest mean of exemplars among the classes ``task`` may answer with (the model's logits
+        before any exemplar)."""
         if self.means is None:
             return super().predict(model, x, task)
         allowed = self.has_mean if self.masks is None else self.has_mean & self.masks[task.index]
@@ -123,4 +134,5 @@ class ICaRL(Method):
 
     def stored_bytes(self) -> int:
         """The exemplar memory plus the frozen previous network used for distillation."""
-        return self.buffer.nbytes + sum(p.numel() * p.element_size() for p in self.old_model.parameters())
+        teacher = sum(p.numel() * p.element_size() for p in self.old_model.parameters())
+        return self.buffer.nbytes + teacher
