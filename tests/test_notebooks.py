@@ -21,6 +21,8 @@ BAD_PARAMETERS: dict[str, list[tuple[dict, str]]] = {
                                  ({"seed": -1}, "seed")],
     "02_ewc": [({"lam": -1.0}, "lam"), ({"n_tasks": 0}, "n_tasks"), ({"gamma": 1.5}, "gamma"),
                ({"si_c": -5.0}, "si_c"), ({"lr": 0.0}, "lr")],
+    "03_distillation": [({"alpha": -0.5}, "alpha"), ({"T": 0.0}, "T"), ({"T": -2.0}, "T"),
+                        ({"direction": "sideways"}, "direction"), ({"scenario": "online"}, "scenario")],
     "05_replay": [({"small_buffer": -10}, "small_buffer"), ({"buffer_sizes": [50, 0]}, "buffer_sizes"),
                   ({"epochs": 0}, "epochs"), ({"lr": 0}, "lr"), ({"small_buffer": 5000, "large_buffer": 100}, "small_buffer")],
     "08_llm_case_study": [({"model": "no-such-model"}, "model"), ({"real_model": "no-such-model"}, "real_model"),
