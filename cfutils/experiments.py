@@ -14,10 +14,10 @@ from .runs import Record, RunSpec, run_many
 
 
 def over_seeds(variants: Mapping[str, RunSpec], seeds: Sequence[int], *, store: bool = True,
-               desc: str = "runs") -> dict[str, list[Record]]:
+               device: str = "auto", desc: str = "runs") -> dict[str, list[Record]]:
     """Records of every variant on every seed, trained as one grid (so ``jobs`` can run them in parallel)."""
     specs = [spec.replace(seed=s) for spec in variants.values() for s in seeds]
-    records = iter(run_many(specs, store=store, desc=desc))
+    records = iter(run_many(specs, store=store, device=device, desc=desc))
     return {name: [next(records) for _ in seeds] for name in variants}
 
 
@@ -45,14 +45,14 @@ def mean_matrix(records: Sequence[Record]) -> np.ndarray:
     return np.mean([r.R for r in records], axis=0)
 
 
-def convergence(joint: RunSpec, seeds: Sequence[int], factor: int = 4,
-                store: bool = True) -> dict[str, float]:
+def convergence(joint: RunSpec, seeds: Sequence[int], factor: int = 4, store: bool = True,
+                device: str = "auto") -> dict[str, float]:
     """Final ACC of joint training at the spec's budget and at ``factor`` times its epochs (seed means).
 
     The book's rule: a budget has converged when the two differ by at most 0.02.
     """
     runs = over_seeds({"budget": joint, "longer": joint.replace(epochs=factor * joint.epochs)}, seeds,
-                      store=store, desc="convergence")
+                      store=store, device=device, desc="convergence")
     acc = {name: float(metric(recs, "ACC").mean()) for name, recs in runs.items()}
     return {"epochs": joint.epochs, "ACC": acc["budget"], f"epochs x{factor}": factor * joint.epochs,
             f"ACC x{factor}": acc["longer"], "gap": acc["longer"] - acc["budget"]}

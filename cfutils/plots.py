@@ -7,22 +7,23 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-# One colour per method for the whole book (colour-blind-safe "colorblind" palette first, then
-# "dark", then "pastel").
-_PALETTE = (sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)
-            + sns.color_palette("pastel", 10))
+# One colour per method for the whole book: colour-blind-safe "colorblind" palette first, then
+# "dark", then Dark2's teal, slate and magenta (the hues furthest from those twenty), then "pastel".
+_PALETTE = sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)
+_PALETTE += [sns.color_palette("Dark2", 8)[i] for i in (0, 2, 3)] + sns.color_palette("pastel", 3)
 METHOD_COLORS: dict[str, tuple[float, float, float]] = {
     name: _PALETTE[i] for i, name in enumerate((
         "naive", "joint", "ewc", "online_ewc", "si", "mas", "lwf", "gem", "agem", "replay",
         "der", "derpp", "generative_replay", "icarl", "prognet", "fel", "lora", "ogd", "replay_small", "l2",
-        "lwf_mc", "lfl", "lwf_replay",
+        "gpm", "pcgrad", "mer", "lwf_mc", "lfl", "lwf_replay",
     ))
 }
 METHOD_LABELS = {"naive": "fine-tuning", "joint": "joint (upper bound)", "online_ewc": "online EWC",
                  "ewc": "EWC", "si": "SI", "mas": "MAS", "lwf": "LwF", "gem": "GEM", "agem": "A-GEM",
                  "replay": "ER", "der": "DER", "derpp": "DER++", "generative_replay": "generative replay",
-                 "icarl": "iCaRL", "prognet": "Progressive Nets", "fel": "FEL", "lora": "LoRA", "ogd": "OGD",
-                 "lwf_mc": "LwF.MC", "lfl": "LFL", "lwf_replay": "LwF + ER"}
+                 "icarl": "iCaRL", "prognet": "Progressive Nets", "fel": "FEL", "lora": "LoRA", "ogd": "OGD"}
+METHOD_LABELS |= {"gpm": "GPM", "pcgrad": "PCGrad", "mer": "MER", "lwf_mc": "LwF.MC", "lfl": "LFL",
+                  "lwf_replay": "LwF + ER"}
 TASK_PALETTE = "crest"
 
 

@@ -69,6 +69,7 @@ class RunSpec:
     n_test: int | None = None
     fraction: float = 1.0  # share of permuted pixels (permuted streams)
     class_order: tuple[int, ...] | None = None  # split streams: which classes come first
+    class_fractions: tuple[float, ...] | None = None  # share of each class's training images kept
     evaluation: str = "test"  # "validation": tune on held-out training images, never on the test set
     widths: tuple[int, ...] = (400, 400)
     epochs: int = 1
@@ -79,6 +80,8 @@ class RunSpec:
     eval_every: int | None = None
     seed: int = 0
     keep_weights: bool = False
+    first_lr: float | None = None  # learning rate of the first task (None: lr)
+    stop_after: int | None = None  # train only the first tasks (later rows of R stay 0), e.g. to keep theta_1
 
     def __post_init__(self) -> None:
         params = dict(self.params)
@@ -86,10 +89,17 @@ class RunSpec:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if self.class_order is not None:
             object.__setattr__(self, "class_order", tuple(int(c) for c in self.class_order))
+        if self.class_fractions is not None:
+            for f in self.class_fractions:
+                check_float("class_fractions", f, maximum=1.0, positive=True)
+            object.__setattr__(self, "class_fractions", tuple(float(f) for f in self.class_fractions))
         check_choice("method", self.method, sorted(METHODS))
         check_choice("stream", self.stream, tuple(STREAMS))
         check_choice("scenario", self.scenario, STREAMS[self.stream])
         check_choice("dataset", self.dataset, data.DATASETS)
+        if self.class_fractions is not None and len(self.class_fractions) != len(data.CLASS_NAMES[self.dataset]):
+            raise ValueError(f"class_fractions={list(self.class_fractions)} needs one share per class of "
+                             f"{self.dataset} ({len(data.CLASS_NAMES[self.dataset])})")
         check_choice("evaluation", self.evaluation, EVALUATIONS)
         check_choice("optimizer", self.optimizer, ("sgd", "adam"))
         for name in ("n_tasks", "epochs", "batch_size", "seed"):
@@ -98,6 +108,10 @@ class RunSpec:
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), minimum=1)
         check_float("lr", self.lr, positive=True)
+        if self.first_lr is not None:
+            check_float("first_lr", self.first_lr, positive=True)
+        if self.stop_after is not None:
+            check_int("stop_after", self.stop_after, minimum=1, maximum=self.n_tasks)
         check_float("fraction", self.fraction, minimum=0.0, maximum=1.0)
         check_float("momentum", self.momentum, minimum=0.0, maximum=1.0)
         self.build_method()  # the method checks its own hyper-parameters now, not after a long run
@@ -117,6 +131,8 @@ class RunSpec:
         d["params"], d["widths"] = self.kwargs, list(self.widths)
         if self.class_order is not None:
             d["class_order"] = list(self.class_order)
+        if self.class_fractions is not None:
+            d["class_fractions"] = list(self.class_fractions)
         return d
 
     def identity(self) -> dict[str, Any]:
@@ -169,6 +185,7 @@ class Record(RunResult):
     loss_steps: list[int] = field(default_factory=list)
     stored_bytes: int = 0
     versions: dict[str, str] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # the method's own small results (Method.extras)
     weights: dict[str, torch.Tensor] | None = None
 
     def model(self) -> torch.nn.Module:
@@ -196,12 +213,23 @@ def data_for(spec: RunSpec, device: torch.device | str = "cpu") -> data.TaskStre
                           ds.class_names)
     if spec.n_train or spec.n_test:
         ds = ds.subset(spec.n_train, spec.n_test, torch.Generator().manual_seed(spec.seed))
+    if spec.class_fractions is not None:
+        ds = _imbalanced(ds, spec.class_fractions)
     if str(device) != "cpu":
         ds = data.Dataset(ds.name, *(t.to(device) for t in (ds.x_train, ds.y_train, ds.x_test, ds.y_test)),
                           ds.class_names)
     if spec.stream == "split":
         return data.split_stream(ds, spec.n_tasks, scenario=spec.scenario, class_order=spec.class_order)
     return data.permuted_stream(ds, spec.n_tasks, fraction=spec.fraction, seed=spec.seed)
+
+
+def _imbalanced(ds: data.Dataset, fractions: Sequence[float]) -> data.Dataset:
+    """Keep the first ``fractions[c]`` of each class ``c``'s training images (the test set stays whole)."""
+    keep = torch.zeros(len(ds.y_train), dtype=torch.bool, device=ds.y_train.device)
+    for c, f in enumerate(fractions):
+        idx = torch.nonzero(ds.y_train == c).squeeze(1)
+        keep[idx[:max(1, round(f * len(idx)))]] = True
+    return data.Dataset(ds.name, ds.x_train[keep], ds.y_train[keep], ds.x_test, ds.y_test, ds.class_names)
 
 
 def build_model(spec: RunSpec, stream: data.TaskStream) -> torch.nn.Module:
@@ -212,8 +240,12 @@ def build_model(spec: RunSpec, stream: data.TaskStream) -> torch.nn.Module:
         return models.MLP(n_inputs, spec.widths, stream.n_classes)
 
 
-def execute(spec: RunSpec, device: str = "cpu", stop_after: int | None = None) -> Record:
-    """Train ``spec`` now (no store). The global random state is left as it was."""
+def execute(spec: RunSpec, device: str = "auto", stop_after: int | None = None) -> Record:
+    """Train ``spec`` now (no store). The global random state is left as it was.
+
+    ``stop_after`` (tasks) cuts the run shorter than ``spec.stop_after``, never longer.
+    """
+    stop_after = min((s for s in (stop_after, spec.stop_after) if s is not None), default=None)
     dev = pick_device(device)
     stream = data_for(spec, dev)
     model = build_model(spec, stream).to(dev)
@@ -225,12 +257,14 @@ def execute(spec: RunSpec, device: str = "cpu", stop_after: int | None = None) -
         torch.manual_seed(spec.seed)  # methods that draw from the global generator (the VAE) start alike
         result = train(method, model, stream, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
                        optimizer=spec.optimizer, momentum=spec.momentum, eval_every=spec.eval_every,
-                       generator=torch.Generator().manual_seed(spec.seed), stop_after=stop_after)
+                       generator=torch.Generator().manual_seed(spec.seed), stop_after=stop_after,
+                       first_lr=spec.first_lr)
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(RunResult)}
     loss_steps, losses = _binned_losses(result)
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()} if spec.keep_weights else None
     return Record(**{**fields, "losses": losses}, spec=spec, loss_steps=loss_steps,
-                  stored_bytes=int(method.stored_bytes()), versions=_versions(dev), weights=weights)
+                  stored_bytes=int(method.stored_bytes()), versions=_versions(dev), weights=weights,
+                  extras=method.extras())
 
 
 def _binned_losses(result: RunResult) -> tuple[list[int], list[float]]:
@@ -329,18 +363,18 @@ def _note_in_manifest(specs: Iterable[RunSpec]) -> None:
 
 
 # ------------------------------------------------------------------------------------ grids
-def run(spec: RunSpec, *, store: bool = True, device: str = "cpu") -> Record:
+def run(spec: RunSpec, *, store: bool = True, device: str = "auto") -> Record:
     """The record of ``spec``: from the store, or trained now (and stored)."""
     return run_many([spec], store=store, device=device)[0]
 
 
 def run_many(specs: Sequence[RunSpec], *, store: bool = True, jobs: int | None = None,
-             backend: str | None = None, address: str | None = None, device: str = "cpu",
+             backend: str | None = None, address: str | None = None, device: str = "auto",
              desc: str = "runs") -> list[Record]:
     """Records of every spec, in order; missing ones train in this process, in ``jobs`` processes,
     or on Ray (``backend="ray"``, a local instance or the cluster at ``address``).
 
-    ``jobs``, ``backend`` and ``address`` default to ``$CFUTILS_JOBS`` (1), ``$CFUTILS_BACKEND``
+    ``device="auto"`` trains on a GPU when there is one. ``jobs``, ``backend`` and ``address`` default to ``$CFUTILS_JOBS`` (1), ``$CFUTILS_BACKEND``
     (``"local"``) and ``$CFUTILS_RAY_ADDRESS``.
     """
     jobs = int(os.environ.get("CFUTILS_JOBS", "1")) if jobs is None else jobs

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parameters_to_vector
 
 from . import metrics
 from .data import Task, TaskStream, atomic_save
@@ -41,6 +42,7 @@ class RunResult:
     seconds: float = 0.0
     samples: int = 0
     steps_done: int = 0
+    travel: list[float] = field(default_factory=list)  # ||theta after - theta before|| of each task
 
     def summary(self) -> dict[str, float]:
         """ACC, BWT, FWT and forgetting of :attr:`R` (see :mod:`cfutils.metrics`)."""
@@ -73,7 +75,8 @@ def train(method: Method, model: nn.Module, stream: TaskStream, *, epochs: int =
           lr: float = 0.01, optimizer: str = "sgd", momentum: float = 0.0, eval_every: int | None = None,
           generator: torch.Generator | None = None, reset_optimizer: bool = True,
           on_step: Callable[[int, nn.Module], None] | None = None,
-          checkpoint: str | Path | None = None, stop_after: int | None = None) -> RunResult:
+          checkpoint: str | Path | None = None, stop_after: int | None = None,
+          first_lr: float | None = None) -> RunResult:
     """Train ``model`` on each task of ``stream`` in turn with ``method``; return the accuracy matrix.
 
     ``eval_every`` (steps) also records test accuracy on every task along the way (``steps``,
@@ -81,7 +84,9 @@ def train(method: Method, model: nn.Module, stream: TaskStream, *, epochs: int =
     called after every optimizer step, for analyses that watch training (e.g. a loss on another task).
     With ``checkpoint`` (a file path) the state is saved after every task and an interrupted run
     resumes after the last task it finished. ``stop_after`` ends the run after that many tasks (the
-    later rows of ``R`` stay zero): a cheap way to re-check the start of a long run.
+    later rows of ``R`` stay zero): a cheap way to re-check the start of a long run. ``first_lr`` is the
+    learning rate of the first task (default ``lr``): it separates how the first task is learned from
+    how the later ones overwrite it. ``travel`` records how far the parameters moved during each task.
 
     The loss is checked every :data:`CHECK_EVERY` steps and at every task end (before anything is
     evaluated or saved): a non-finite loss raises :class:`DivergenceError` and nothing is written.
@@ -89,6 +94,8 @@ def train(method: Method, model: nn.Module, stream: TaskStream, *, epochs: int =
     check_int("epochs", epochs, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
     check_float("lr", lr, positive=True)
+    if first_lr is not None:
+        check_float("first_lr", first_lr, positive=True)
     check_choice("optimizer", optimizer, OPTIMIZERS)
     if eval_every is not None:
         check_int("eval_every", eval_every, minimum=1)
@@ -97,6 +104,8 @@ def train(method: Method, model: nn.Module, stream: TaskStream, *, epochs: int =
     generator = generator or torch.Generator().manual_seed(0)
     run_id = dict(method=method.name, tasks=[t.name for t in stream], epochs=epochs, batch_size=batch_size, lr=lr,
                   optimizer=optimizer, momentum=momentum, eval_every=eval_every)
+    if first_lr is not None:
+        run_id["first_lr"] = first_lr
     method.setup(model, stream)
     T = len(stream)
     result = RunResult(method.name, np.zeros((T, T)), evaluate(method, model, stream))
@@ -114,9 +123,14 @@ def train(method: Method, model: nn.Module, stream: TaskStream, *, epochs: int =
     for task in progress(stream.tasks[done:stop_after], desc=method.name, leave=False):
         method.task = task
         method.before_task(model, task)
+        task_lr = first_lr if first_lr is not None and task.index == 0 else lr
         if opt is None or reset_optimizer:
-            opt = make_optimizer(optimizer, list(method.parameters(model)), lr, momentum)
-        _learn(method, model, task, opt, result, epochs, batch_size, eval_every, generator, on_step, lr)
+            opt = make_optimizer(optimizer, list(method.parameters(model)), task_lr, momentum)
+        for group in opt.param_groups:
+            group["lr"] = task_lr
+        start_theta = parameters_to_vector(model.parameters()).detach().clone()
+        _learn(method, model, task, opt, result, epochs, batch_size, eval_every, generator, on_step, task_lr)
+        result.travel.append(float((parameters_to_vector(model.parameters()).detach() - start_theta).norm()))
         method.after_task(model, task)
         result.boundaries.append(result.steps_done)
         result.R[task.index] = evaluate(method, model, stream)

@@ -6,6 +6,7 @@ source "$(dirname "$0")/env.sh"
 if [ "${1:-}" = "--execute" ]; then
     python scripts/execute_notebooks.py
 fi
+python scripts/vendor_mathjax.py      # the book's own MathJax (_vendor/mathjax), or one line saying why not
 rm -rf _build
 jupyter-book build . --all -W -n --keep-going
 echo "[book] open _build/html/index.html"

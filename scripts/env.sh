@@ -20,11 +20,13 @@ fi
 # checkouts can share one venv; `pip install -e .` is only for your own scripts elsewhere.
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-# Data: Debian's packages when we can use apt (root), otherwise torchvision downloads on first use.
+# Data and Chromium: Debian's packages when we can use apt (root); otherwise torchvision downloads the
+# data on first use and the browser test is skipped.
 need_apt=()
 [ -d /usr/share/datasets/fashion-mnist ] || need_apt+=(dataset-fashion-mnist)
 [ -d /usr/share/games/fortunes ] || need_apt+=(fortunes)
 command -v bible >/dev/null || need_apt+=(bible-kjv)
+command -v chromium >/dev/null || need_apt+=(chromium)      # the browser test (tests/test_browser.py)
 if [ ${#need_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "[env] apt-get install ${need_apt[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from cfutils import plots  # noqa: E402
-from cfutils.claims import ClaimFailed, claim  # noqa: E402
+from cfutils.claims import WIDTH, ClaimFailed, claim  # noqa: E402
 from cfutils.repro import (check_choice, check_divides, check_float, check_int, pick_device,  # noqa: E402
                            resolve_profile, seed_everything)
 
@@ -58,7 +58,22 @@ def test_checks_name_the_parameter(call, word):
 
 def test_claim_passes_and_prints(capsys):
     claim("two is more than one", 2 > 1, two=2.0)
-    assert capsys.readouterr().out.strip() == "✓ two is more than one  [two=2.000]"
+    assert capsys.readouterr().out == "✓ two is more than one\n    two=2.000\n"
+
+
+def test_claim_wraps_statement_and_evidence(capsys):
+    statement = " ".join(["forgetting"] * 30)
+    claim(statement, True, **{f"metric_{i}": 0.5 for i in range(12)})
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= WIDTH and len(lines) >= 4
+    head = [line for line in lines if not line.startswith("    ")]
+    assert head[0].startswith("✓ ") and " ".join(line.strip("✓ ") for line in head) == statement
+    assert "metric_0=0.500" in lines[len(head)] and "metric_11=0.500" in lines[-1]
+
+
+def test_claim_rejects_an_empty_statement():
+    with pytest.raises(TypeError, match="statement"):
+        claim("  ", True)
 
 
 def test_claim_failure_carries_statement_and_evidence():

@@ -1,7 +1,7 @@
 """Stale records cannot pass: for every method a chapter uses, its cheapest recorded run is re-trained
-from scratch (its first two tasks) and must give the recorded accuracy matrix rows.
+from scratch (its first two tasks) and must give the recorded accuracy matrix rows and training losses.
 
-Tolerance: |ΔR| <= 0.01 per entry. The same code on the same machine reproduces a record bit for bit;
+Tolerances: |ΔR| <= 0.01 per entry, and each binned training loss within 2 % (+ 0.005). The same code on the same machine reproduces a record bit for bit;
 another CPU, BLAS or thread count changes the floating-point order of sums, which can flip a few of the
 thousands of test predictions (measured: at most a few thousandths). A change to a method, the trainer or
 the data that changes results moves entries by far more than that.
@@ -18,6 +18,7 @@ import pytest
 from cfutils import runs
 
 TOLERANCE = 0.01
+LOSS_TOLERANCE = 0.02  # relative; accuracies saturate (0 or 1) where losses still tell runs apart
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
 
@@ -53,3 +54,16 @@ def test_recorded_run_reproduces(chapter: str, spec: dict, record: dict):
         f"{chapter}: {spec.method} no longer reproduces its record {spec.key} "
         f"({spec.to_dict()}): max |ΔR| over the first {k} rows = {gap:.4f} > {TOLERANCE}. "
         f"If the change is intended, refresh the chapter: python scripts/refresh_results.py {chapter[:2]}")
+    steps = np.array(record["loss_steps"])
+    done = steps <= again.boundaries[-1]
+    before, after = np.array(record["losses"])[done], np.array(again.losses)[: int(done.sum())]
+    drift = float(np.max(np.abs(after - before) / (np.abs(before) + 0.25)))
+    assert drift <= LOSS_TOLERANCE, (
+        f"{chapter}: {spec.method}'s training losses moved by {drift:.1%} against its record {spec.key}; "
+        f"refresh the chapter if the change is intended: python scripts/refresh_results.py {chapter[:2]}")
+
+
+def test_results_folder_stays_small():
+    """Records are committed: the whole store must stay under 30 MB."""
+    size = sum(p.stat().st_size for p in RESULTS.rglob("*") if p.is_file())
+    assert size <= 30e6, f"results/ holds {size / 1e6:.1f} MB (> 30 MB): keep fewer weights or prune"

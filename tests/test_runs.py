@@ -164,3 +164,28 @@ def test_ray_backend_gives_the_same_records(store):
     for a, b in zip(local, remote):
         np.testing.assert_array_equal(a.R, b.R)
     assert all(runs.record_path(s).exists() for s in specs)
+
+
+def test_over_seeds_tables_and_convergence(store):
+    from cfutils import experiments
+
+    variants = {"naive": tiny_spec(), "joint": tiny_spec(method="joint")}
+    res = experiments.over_seeds(variants, seeds=(0, 1))
+    assert [r.spec.seed for r in res["joint"]] == [0, 1]
+    table = experiments.summary_table(res)
+    acc = experiments.metric(res["joint"], "ACC")
+    assert table.loc["joint", "ACC"] == f"{acc.mean():.3f} ± {acc.std(ddof=1):.3f}"
+    check = experiments.convergence(tiny_spec(method="joint"), seeds=(0, 1), factor=2)
+    assert check["ACC"] == pytest.approx(acc.mean()) and check["epochs x2"] == 10
+    assert check["gap"] == pytest.approx(check["ACC x2"] - check["ACC"])
+
+
+def test_stop_after_and_first_lr_are_part_of_the_spec(store):
+    first = runs.run(tiny_spec(stop_after=1, keep_weights=True))
+    assert not first.R[1].any() and len(first.travel) == 1
+    assert first.spec.key != tiny_spec(keep_weights=True).key
+    whole = runs.run(tiny_spec(first_lr=0.1))
+    np.testing.assert_array_equal(whole.R, runs.run(tiny_spec()).R)  # first_lr = lr: the same run
+    assert runs.execute(first.spec, stop_after=2).R[1].sum() == 0  # never longer than the spec
+    with pytest.raises(ValueError, match="stop_after=3"):
+        tiny_spec(stop_after=3)

@@ -163,3 +163,35 @@ def test_stop_after_trains_only_the_first_tasks(tiny):
     full, _ = run(tiny, Naive())
     np.testing.assert_array_equal(res.R[:2], full.R[:2])
     assert not res.R[2:].any() and len(res.boundaries) == 2
+
+
+def test_first_lr_sets_only_the_first_tasks_learning_rate(tiny):
+    same, _ = run(tiny, Naive(), first_lr=0.3)
+    plain, _ = run(tiny, Naive())
+    slow, _ = run(tiny, Naive(), first_lr=0.003)
+    np.testing.assert_array_equal(same.R, plain.R)
+    assert slow.R[0, 0] < plain.R[0, 0] - 0.3 and slow.travel[0] < plain.travel[0] / 10
+
+
+def test_travel_is_the_distance_moved_during_each_task(tiny):
+    from torch.nn.utils import parameters_to_vector as flat
+
+    g = seed_everything(0)
+    model = MLP(64, (32,), 10)
+    start = flat(model.parameters()).detach().clone()
+    res = train(Naive(), model, split_stream(tiny, 5, "class"), lr=0.3, batch_size=16, generator=g, stop_after=1)
+    assert res.travel == pytest.approx([float((flat(model.parameters()).detach() - start).norm())])
+
+
+def test_active_classes_leave_the_units_of_unseen_classes_untouched(tiny):
+    g = seed_everything(0)
+    model = MLP(64, (32,), 10)
+    head = model.head.weight.detach().clone()
+    stream = split_stream(tiny, 5, "class")
+    res = train(Naive(active_classes=True), model, stream, lr=0.3, batch_size=16, generator=g, stop_after=1)
+    unseen = [c for task in stream.tasks[1:] for c in task.classes]
+    assert torch.equal(model.head.weight[unseen], head[unseen])
+    assert not torch.equal(model.head.weight[list(stream[0].classes)], head[list(stream[0].classes)])
+    assert res.R[0, 0] > 0.9
+    with pytest.raises(ValueError, match="active_classes"):
+        Naive(active_classes="yes")

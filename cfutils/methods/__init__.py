@@ -15,8 +15,16 @@ from .teacher import FrozenTeacher
 from .weight_align import align_weights
 from .lwf import LwF, LwFReplay
 from .lfl import LFL
+from .episodic import EpisodicProjection, InterferenceLog
+from .gem import GEM
+from .agem import AGEM
+from .ogd import OGD
+from .gpm import GPM
+from .pcgrad import PCGrad
+from .mer import MER
 
 __all__ = ["Method", "Naive", "Joint"]
 __all__ += ["QuadraticPenalty", "EWC", "OnlineEWC", "SI", "MAS"]
 __all__ += ["Buffer", "Replay", "DER", "VAE", "GenerativeReplay", "ICaRL", "herding"]
 __all__ += ["FrozenTeacher", "LwF", "LwFReplay", "LFL", "align_weights"]
+__all__ += ["EpisodicProjection", "InterferenceLog", "GEM", "AGEM", "OGD", "GPM", "PCGrad", "MER"]

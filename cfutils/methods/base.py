@@ -14,6 +14,7 @@ and evaluates with ``method.predict``. ``self.task`` is the task being learned, 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +76,10 @@ class Method:
     def stored_bytes(self) -> int:
         """Bytes the method keeps besides the model (buffers, anchors, importances, teachers)."""
         return 0
+
+    def extras(self) -> dict[str, Any]:
+        """Small JSON-ready results of the method itself that a run record keeps (e.g. what a memory holds)."""
+        return {}
 
     def divergence_hint(self, lr: float) -> str:
         """What to check when the loss of this method stops being finite (the trainer says it)."""

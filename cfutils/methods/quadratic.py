@@ -64,11 +64,19 @@ class QuadraticPenalty(Method):
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         r""":math:`s\,[\sum_i A_i (\theta_i - m_i)^2 + c]`: the merged penalty (no graph is built)."""
+        return self._value_and_pull(model)[0]
+
+    def _value_and_pull(self, model: nn.Module) -> tuple[torch.Tensor, Params]:
+        r"""The penalty and :math:`A(\theta - m)` per parameter, in one pass over the parameters."""
         params = dict(model.named_parameters())
+        total = torch.zeros((), device=next(model.parameters()).device)
+        pull: Params = {}
         with torch.no_grad():
-            total = sum(((a * (params[n] - self.centre[n]) ** 2).sum() for n, a in self.precision.items()),
-                        torch.zeros((), device=next(model.parameters()).device))
-        return self.strength * (total + self.constant)
+            for n, a in self.precision.items():
+                d = params[n] - self.centre[n]
+                pull[n] = a * d
+                total += torch.dot(pull[n].flatten(), d.flatten())
+        return self.strength * (total + self.constant), pull
 
     def penalty_per_term(self, model: nn.Module) -> torch.Tensor:
         r""":math:`s \sum_k \sum_i \Omega_{k,i} (\theta_i - \theta^*_{k,i})^2`, term by term, through autograd."""
@@ -82,17 +90,20 @@ class QuadraticPenalty(Method):
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Task loss plus the penalty's value; its gradient is added in :meth:`after_backward`."""
         loss = super().loss(model, x, y, t)
-        return loss + self.penalty(model) if self.precision else loss
+        if not self.precision:
+            return loss
+        value, self._pull = self._value_and_pull(model)
+        return loss + value
 
     def after_backward(self, model: nn.Module) -> None:
         r"""Add :math:`\nabla_\theta\, s A (\theta - m)^2 = 2 s A (\theta - m)` to every gradient."""
         if not self.precision:
             return
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                if n in self.precision:
-                    pull = (p - self.centre[n]).mul_(self.precision[n]).mul_(2 * self.strength)
-                    p.grad = pull if p.grad is None else p.grad.add_(pull)
+        pull = self.__dict__.pop("_pull", None) or self._value_and_pull(model)[1]  # this step's, or fresh
+        for n, p in model.named_parameters():
+            if n in pull:
+                p.grad = 2 * self.strength * pull[n] if p.grad is None else p.grad.add_(pull[n],
+                                                                                    alpha=2 * self.strength)
 
     def stiffness(self) -> float:
         r"""The penalty's largest curvature :math:`2 s \max_i A_i`; plain SGD is stable below :math:`2/\eta`."""

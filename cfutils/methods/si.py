@@ -34,17 +34,15 @@ class SI(QuadraticPenalty):
     def setup(self, model: nn.Module, stream: TaskStream) -> None:
         super().setup(model, stream)
         self.omega = {n: torch.zeros_like(p) for n, p in trainable(model).items()}
-        self.start = self.previous = self.snapshot(model)
-
-    def after_backward(self, model: nn.Module) -> None:
-        super().after_backward(model)  # the penalty's gradient is part of the step
-        self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+        self.start, self.previous = self.snapshot(model), self.snapshot(model)
 
     def after_step(self, model: nn.Module) -> None:
-        now = self.snapshot(model)
-        for n, g in self.grads.items():
-            self.omega[n] -= g * (now[n] - self.previous[n])
-        self.previous = now
+        r""":math:`\omega \mathrel{-}= g\,\Delta\theta`, with the step's gradient (still in ``.grad``)."""
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if p.grad is not None:
+                    self.omega[n].addcmul_(p.grad, p - self.previous[n], value=-1.0)
+                    self.previous[n].copy_(p)
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         anchor = self.snapshot(model)
@@ -53,4 +51,4 @@ class SI(QuadraticPenalty):
                       for n in self.omega}
         self.terms = [(importance, anchor)]
         self.omega = {n: torch.zeros_like(w) for n, w in self.omega.items()}
-        self.start = self.previous = anchor
+        self.start, self.previous = anchor, self.snapshot(model)

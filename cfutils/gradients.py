@@ -1,0 +1,74 @@
+r"""Gradients as vectors: what the gradient-projection methods share.
+
+The trainable parameters :math:`(\theta_1, \dots, \theta_L)` are read as one vector
+:math:`\theta \in \mathbb R^P`, so a gradient is a vector
+:math:`g = \nabla_\theta \ell \in \mathbb R^P` and a set of gradients is a matrix
+:math:`G \in \mathbb R^{k\times P}` with rows :math:`g_1..g_k`.
+A projection method reads :math:`g` from the ``.grad`` fields, replaces it by some :math:`\tilde g`
+and writes :math:`\tilde g` back before the optimizer step.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def flat_grad(params: Sequence[nn.Parameter]) -> torch.Tensor:
+    r""":math:`g \in \mathbb R^P`: every ``.grad`` flattened and concatenated (None counts as 0)."""
+    return torch.cat([torch.zeros_like(p).reshape(-1) if p.grad is None else p.grad.reshape(-1)
+                      for p in params])
+
+
+def write_grad(params: Sequence[nn.Parameter], g: torch.Tensor) -> None:
+    r"""Write the vector :math:`g` back into the ``.grad`` fields (inverse of :func:`flat_grad`).
+
+    The fields become views of ``g`` (no copy), so ``g`` must not be modified afterwards.
+    """
+    for p, piece in zip(params, g.split([p.numel() for p in params])):
+        p.grad = piece.view_as(p)
+
+
+def grads_of(loss: torch.Tensor, params: Sequence[nn.Parameter],
+             retain_graph: bool = False) -> list[torch.Tensor]:
+    r""":math:`\nabla_\theta \ell` per parameter, ``.grad`` left alone (unused parameters: 0)."""
+    gs = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
+
+
+def grad_vector(loss: torch.Tensor, params: Sequence[nn.Parameter],
+                retain_graph: bool = False) -> torch.Tensor:
+    r""":math:`\nabla_\theta \ell` as one vector of :math:`\mathbb R^P`."""
+    return torch.cat([g.reshape(-1) for g in grads_of(loss, params, retain_graph)])
+
+
+def memory_grads(model: nn.Module, params: Sequence[nn.Parameter], loss: LossFn,
+                 memories: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+    r""":math:`G`, whose row :math:`k` is the gradient of ``loss`` on memory ``k``, ``(x, y, t)``.
+
+    One batched forward/backward pass per memory (per past task), never one per sample.
+    """
+    G = params[0].new_empty((len(memories), sum(p.numel() for p in params)))
+    for row, (x, y, t, *_) in zip(G, memories):
+        torch.cat([g.reshape(-1) for g in grads_of(loss(model, x, y, t), params)], out=row)
+    return G
+
+
+def per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     scalar: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                     chunk: int = 64) -> torch.Tensor:
+    r""":math:`G`, row :math:`n` being :math:`\nabla_\theta\, \mathrm{scalar}(f_\theta(x_n), y_n)`.
+
+    ``vmap`` over the samples: one batched pass per ``chunk`` of them.
+    """
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+
+    def one(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        return scalar(functional_call(model, p, (xi.unsqueeze(0),)).squeeze(0), yi)
+
+    rows = vmap(grad(one), in_dims=(None, 0, 0), chunk_size=chunk)(params, x, y)
+    return torch.cat([rows[n].flatten(1) for n in params], dim=1)

@@ -1,0 +1,72 @@
+r"""Gradient Episodic Memory (GEM; Lopez-Paz & Ranzato 2017): one constraint per past task.
+
+With :math:`g_k` the gradient of the loss on the episodic memory of past task :math:`k` (the
+rows of :math:`G \in \mathbb R^{t\times P}`), GEM follows the closest gradient that increases no
+past loss:
+
+.. math:: \tilde g = \arg\min_z \tfrac12 \lVert z - g\rVert^2 \quad\text{s.t.}\quad Gz \ge 0 .
+
+This QP has :math:`P` variables (the parameters); its dual has one per past task. The
+Lagrangian :math:`\tfrac12\lVert z-g\rVert^2 - v^\top G z` is minimised by :math:`z = g + G^\top v`,
+which leaves
+
+.. math:: v^* = \arg\min_{v \ge 0}\ \tfrac12 v^\top G G^\top v + g^\top G^\top v,
+          \qquad \tilde g = g + G^\top v^* .
+
+The margin :math:`\gamma` replaces :math:`v \ge 0` by :math:`v \ge \gamma` (as the authors' code
+does), which pushes :math:`\tilde g` into the cone of updates that *help* the past tasks. GEM
+projects only when some :math:`\langle g, g_k\rangle < 0`; otherwise :math:`\tilde g = g`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..gradients import memory_grads
+from ..repro import check_float
+from .episodic import EpisodicProjection
+
+try:
+    import quadprog
+except ImportError:  # reported when a GEM is built, so importing cfutils.methods never fails
+    quadprog = None
+
+
+def solve_dual(GGt: torch.Tensor, Gg: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    r""":math:`v^* = \arg\min_{v\ge\gamma} \frac12 v^\top GG^\top v + (Gg)^\top v` by quadprog.
+
+    A ridge of :math:`10^{-10}\,\mathrm{tr}(GG^\top)` keeps the matrix positive definite when memory
+    gradients are parallel.
+    """
+    P, q = GGt.double().cpu().numpy(), Gg.double().cpu().numpy()
+    eye = np.eye(len(q))
+    # quadprog.solve_qp(P, a, C, b) minimises 1/2 v'Pv - a'v subject to C'v >= b
+    v = quadprog.solve_qp(P + 1e-10 * P.trace() * eye, -q, eye, np.full(len(q), float(margin)))[0]
+    return torch.from_numpy(v).to(Gg)
+
+
+class GEM(EpisodicProjection):
+    r"""GEM: ``memory_per_task`` samples per past task, margin :math:`\gamma` = ``margin``."""
+
+    name = "gem"
+
+    def __init__(self, memory_per_task: int = 256, margin: float = 0.5, record: bool = False,
+                 seed: int = 0):
+        if quadprog is None:
+            raise ImportError("GEM solves a quadratic program with the quadprog package, which is "
+                              "missing: pip install quadprog")
+        check_float("margin", margin, minimum=0.0)
+        super().__init__(memory_per_task, record, seed)
+        self.margin = margin
+
+    def references(self, model: nn.Module, params: list[nn.Parameter]) -> torch.Tensor:
+        """:math:`g_k` for every past task: one batched pass over each task's memory."""
+        return memory_grads(model, params, self.loss, self.memories())
+
+    def project(self, g: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+        r""":math:`\tilde g = g + G^\top v^*` if a constraint is violated, else :math:`g`."""
+        Gg = G @ g
+        if bool((Gg >= 0).all()):
+            return g
+        return torch.addmv(g, G.T, solve_dual(G @ G.T, Gg, self.margin))
