@@ -21,6 +21,8 @@ BAD_PARAMETERS: dict[str, list[tuple[dict, str]]] = {
                                  ({"seed": -1}, "seed"), ({"epochs": 0}, "epochs"), ({"hidden": 0}, "hidden")],
     "02_ewc": [({"lam": -1.0}, "lam"), ({"n_tasks": 0}, "n_tasks"), ({"gamma": 1.5}, "gamma"),
                ({"si_c": -5.0}, "si_c"), ({"lr": 0.0}, "lr")],
+    "03_distillation": [({"alpha": -0.5}, "alpha"), ({"T": 0.0}, "T"), ({"T": -2.0}, "T"),
+                        ({"direction": "sideways"}, "direction"), ({"scenario": "online"}, "scenario")],
     "05_replay": [({"memory": -10}, "memory"), ({"memory_sizes": [50, 0]}, "memory_sizes"),
                   ({"memory_sizes": [300, 100]}, "memory_sizes"), ({"epochs": 0}, "epochs"),
                   ({"er_betas": [1.0, -2.0]}, "er_betas"), ({"der_alphas": "big"}, "der_alphas"),
