@@ -196,8 +196,12 @@ class Buffer:
         """uint8 codes of ``x``, checking that each code always stands for the same float value."""
         x = x.detach().to(self.levels.device)
         q = _codes(x, *self.value_range).long()
-        self.levels[q] = x  # new codes learn their value; known ones get the same value again
-        if not torch.equal(self.levels[q], x):
+        values = self.levels[q]
+        unknown = values.isnan()
+        if unknown.any():  # codes seen for the first time learn their value
+            self.levels[q[unknown]] = x[unknown]
+            values = self.levels[q]
+        if not torch.equal(values, x):
             raise ValueError("these inputs are not 8-bit images (two values share a uint8 code); "
                              "create the Buffer without value_range to store float32")
         return q.to(torch.uint8)
