@@ -177,7 +177,8 @@ class Buffer:
 
     def _read(self, idx: torch.Tensor) -> Memory:
         x = self.x.index_select(0, idx)
-        x = x if self.levels is None else self.levels[x.long()]
+        if self.levels is not None:  # uint8 codes back to their float values
+            x = self.levels.index_select(0, x.view(-1).to(torch.int32)).view(x.shape)
         logits = None if self.logits is None else self.logits.index_select(0, idx)
         return Memory(x, self.y.index_select(0, idx), self.t.index_select(0, idx), logits)
 
@@ -195,16 +196,16 @@ class Buffer:
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 codes of ``x``, checking that each code always stands for the same float value."""
         x = x.detach().to(self.levels.device)
-        q = _codes(x, *self.value_range).long()
-        values = self.levels[q]
-        unknown = values.isnan()
-        if unknown.any():  # codes seen for the first time learn their value
-            self.levels[q[unknown]] = x[unknown]
-            values = self.levels[q]
-        if not torch.equal(values, x):
+        q = _codes(x, *self.value_range).to(torch.int32).view(-1)  # int32: a cheap index
+        values = self.levels.index_select(0, q)
+        if self.levels.isnan().any():  # codes seen for the first time learn their value
+            unknown = values.isnan()
+            self.levels[q[unknown].long()] = x.reshape(-1)[unknown]
+            values = self.levels.index_select(0, q)
+        if not torch.equal(values, x.reshape(-1)):
             raise ValueError("these inputs are not 8-bit images (two values share a uint8 code); "
                              "create the Buffer without value_range to store float32")
-        return q.to(torch.uint8)
+        return q.to(torch.uint8).view(x.shape)
 
 
 def _codes(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
