@@ -195,3 +195,62 @@ class ConflictWatch:
             self.steps.append(step)
             self.losses.append(float(loss.detach()))
             self._pending = (g, theta)
+
+
+# ---------------------------------------------------------------- distillation (chapter 3)
+@torch.no_grad()
+def restricted_accuracy(logits: torch.Tensor, y: torch.Tensor, allowed: torch.Tensor) -> float:
+    """Accuracy when the prediction is the argmax over the ``allowed`` output units only.
+
+    ``allowed`` is a boolean mask, ``(C,)`` for every sample or ``(N, C)`` per sample: the units of
+    the sample's own task gives its task-IL accuracy, the units of every class seen so far its
+    class-IL accuracy.
+    """
+    masked = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+    return float((masked.argmax(dim=1) == y).float().mean())
+
+
+@torch.no_grad()
+def soft_target_stats(logits: torch.Tensor, units: torch.Tensor, T: float) -> dict[str, float]:
+    r"""The softmax at temperature ``T`` over the output ``units`` (a boolean mask), averaged over samples.
+
+    ``max``: its largest probability; ``entropy``: :math:`H(p)/\log k` over the :math:`k` units
+    (0 for a one-hot target, 1 for a uniform one); ``mass``: the share of the full softmax at
+    temperature 1 that lies on ``units``.
+    """
+    units = units.to(logits.device)
+    p = F.softmax(logits[:, units] / T, dim=1)
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(dim=1) / np.log(int(units.sum()))
+    mass = F.softmax(logits, dim=1)[:, units].sum(dim=1)
+    return {"max": float(p.max(dim=1).values.mean()), "entropy": float(entropy.mean()),
+            "mass": float(mass.mean())}
+
+
+@torch.no_grad()
+def output_drift(before: nn.Module, after: nn.Module, x: torch.Tensor, T: float = 1.0) -> float:
+    r"""How far the function moved on the inputs ``x``: :math:`\frac1n\sum_x \mathrm{KL}(p_\text{before}(x)\,\|\,p_\text{after}(x))`
+    of the softmax outputs at temperature ``T`` (distillation's own distance, without :math:`T^2`)."""
+    from .distill import kd_loss
+
+    return float(kd_loss(after(x), before(x), T, scale_t2=False))
+
+
+def watch_tasks(method, before=None, after=None):
+    """``method`` with ``before(method, model, task)`` called after its own ``before_task`` and
+    ``after(method, model, task)`` after its own ``after_task``: a way to look inside a run."""
+    cls = type(method)
+
+    class Watched(cls):
+        def before_task(self, model: nn.Module, task) -> None:
+            super().before_task(model, task)
+            if before is not None:
+                before(self, model, task)
+
+        def after_task(self, model: nn.Module, task) -> None:
+            super().after_task(model, task)
+            if after is not None:
+                after(self, model, task)
+
+    Watched.__name__ = Watched.__qualname__ = f"Watched{cls.__name__}"
+    method.__class__ = Watched
+    return method

@@ -132,3 +132,42 @@ def plot_band(ax: plt.Axes, x: Sequence[float], values: np.ndarray, color, label
     ax.plot(x, mean, color=color, label=label, **{"lw": 2, **line_kw})
     ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.2, lw=0)
     return ax
+
+
+def plot_accuracy_triangle(R: np.ndarray, ax: plt.Axes | None = None, title: str = "",
+                           colorbar: bool = True, sd: np.ndarray | None = None) -> plt.Axes:
+    """:math:`R_{i,j}` for :math:`j \\le i` only (tasks already learned), with a colour bar.
+
+    The masked upper triangle (tasks not yet learned) keeps the eye on forgetting; ``sd`` (same
+    shape) adds the spread over seeds under each value.
+    """
+    ax = ax or plt.gca()
+    R = np.asarray(R)
+    T = len(R)
+    annot = np.array([[f"{R[i, j]:.2f}" + ("" if sd is None else f"\n±{sd[i, j]:.2f}")
+                       for j in range(T)] for i in range(T)])
+    sns.heatmap(R, mask=np.triu(np.ones_like(R, dtype=bool), k=1), vmin=0, vmax=1, cmap="rocket",
+                annot=annot if T <= 10 else False, fmt="", square=True, cbar=colorbar,
+                cbar_kws={"label": "accuracy", "shrink": 0.8}, ax=ax,
+                xticklabels=[f"T{j + 1}" for j in range(T)],
+                yticklabels=[f"after T{i + 1}" for i in range(T)],
+                annot_kws={"fontsize": 7 if sd is not None or T > 5 else 9})
+    ax.set(xlabel="tested on", ylabel="", title=title)
+    ax.grid(False)
+    ax.tick_params(axis="x", rotation=0)
+    ax.tick_params(axis="y", rotation=0)
+    return ax
+
+
+def plot_value_grid(values: np.ndarray, rows: Sequence, cols: Sequence, ax: plt.Axes | None = None,
+                    title: str = "", row_label: str = "", col_label: str = "", label: str = "",
+                    vmin: float | None = None, vmax: float | None = None, cmap: str = "viridis",
+                    fmt: str = ".3f") -> plt.Axes:
+    """An annotated heatmap of ``values[i, j]`` over two hyper-parameters, with a colour bar."""
+    ax = ax or plt.gca()
+    sns.heatmap(np.asarray(values), annot=True, fmt=fmt, cmap=cmap, vmin=vmin, vmax=vmax, ax=ax,
+                xticklabels=[f"{c:g}" for c in cols], yticklabels=[f"{r:g}" for r in rows],
+                cbar_kws={"label": label, "shrink": 0.85}, annot_kws={"fontsize": 8})
+    ax.set(xlabel=col_label, ylabel=row_label, title=title)
+    ax.tick_params(axis="y", rotation=0)
+    return ax

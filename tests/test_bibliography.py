@@ -42,8 +42,10 @@ def parse(text: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def identities(fields: dict[str, str]) -> list[str]:
-    """What names the work: its normalised title, DOI and arXiv id."""
-    ids = [f"title {re.sub(r'[^a-z0-9]', '', fields.get('title', '').lower())}"]
+    """What names the work: its normalised title and year (a conference paper and its later journal
+    version are two publications), DOI and arXiv id."""
+    title = re.sub(r"[^a-z0-9]", "", fields.get("title", "").lower())
+    ids = [f"title {title} {fields.get('year', '').strip()}"]
     if "doi" in fields:
         ids.append(f"DOI {fields['doi'].lower().strip()}")
     arxiv = re.search(r"arxiv\.org/abs/([\d.]+)", fields.get("url", "")) or re.fullmatch(

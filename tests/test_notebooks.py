@@ -22,6 +22,8 @@ BAD_PARAMETERS: dict[str, list[tuple[dict, str]]] = {
     "02_ewc": [({"gamma": 1.5}, "gamma"), ({"adam_lr": 0.0}, "adam_lr"), ({"n_compare": 0}, "n_compare"),
                ({"seed": -1}, "seed"), ({"device": "tpu"}, "device"),
                ({"tuning_seed": -2}, "tuning_seed")],
+    "03_distillation": [({"alpha": -0.5}, "alpha"), ({"T": 0.0}, "T"), ({"T": -2.0}, "T"),
+                        ({"direction": "sideways"}, "direction"), ({"scenario": "online"}, "scenario")],
     "05_replay": [({"memory": -10}, "memory"), ({"memory_sizes": [50, 0]}, "memory_sizes"),
                   ({"memory_sizes": [300, 100]}, "memory_sizes"), ({"epochs": 0}, "epochs"),
                   ({"er_betas": [1.0, -2.0]}, "er_betas"), ({"der_alphas": "big"}, "der_alphas"),

@@ -97,6 +97,8 @@ class Buffer:
         """Offer a batch to the memory; each group runs algorithm R on its own sub-stream."""
         if self.policy == "selected":
             raise RuntimeError("a 'selected' buffer is filled with put(), not add()")
+        if len(self.seen) == 1:
+            return self._add_to_one_reservoir(x, y, t, logits)
         g = y.cpu() if self.policy == "class_balanced" else torch.zeros(len(y), dtype=torch.long)
         new = self.seen[g] == 0
         if new.any():  # a group appears: the others make room for it
@@ -111,6 +113,22 @@ class Buffer:
         slots, rows = _last_writer(self.start[g][keep] + j[keep], keep.nonzero().squeeze(1))
         self._write(slots, x, y, t, logits, rows)
         self.seen += torch.bincount(g, minlength=len(self.seen))
+        self.count = torch.minimum(self.seen, self.quota)
+
+    def _add_to_one_reservoir(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
+                              logits: torch.Tensor | None) -> None:
+        """:meth:`add` for a single group (the same draws and writes, with fewer tensor ops)."""
+        seen, quota = int(self.seen[0]), int(self.quota[0])
+        if seen == 0:
+            self._make_room(torch.ones(1, dtype=torch.bool), keep="random")
+            quota = int(self.quota[0])
+        r = torch.arange(seen, seen + len(y))
+        drawn = (torch.rand(len(r), generator=self.generator, dtype=torch.float64) * (r + 1)).long()
+        j = torch.where(r < quota, r, drawn)
+        rows = (j < quota).nonzero().squeeze(1)
+        slots, rows = _last_writer(j[rows], rows)
+        self._write(slots, x, y, t, logits, rows)
+        self.seen += len(y)
         self.count = torch.minimum(self.seen, self.quota)
 
     def put(self, group: int, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> None:
@@ -151,34 +169,43 @@ class Buffer:
     def _slot_of(self, u: torch.Tensor) -> torch.Tensor:
         """Map ranks ``0..len-1`` over the stored samples to buffer rows (groups fill their slots in
         order)."""
+        if len(self.count) == 1:  # one group: its slots are 0..len-1
+            return u.to(self.y.device)
         cum = self.count.cumsum(0)
         group = torch.searchsorted(cum, u, right=True)
         return (self.start[group] + u - (cum[group] - self.count[group])).to(self.y.device)
 
     def _read(self, idx: torch.Tensor) -> Memory:
-        x = self.x[idx] if self.levels is None else self.levels[self.x[idx].long()]
-        logits = None if self.logits is None else self.logits[idx]
-        return Memory(x, self.y[idx], self.t[idx], logits)
+        x = self.x.index_select(0, idx)
+        if self.levels is not None:  # uint8 codes back to their float values
+            x = self.levels.index_select(0, x.view(-1).to(torch.int32)).view(x.shape)
+        logits = None if self.logits is None else self.logits.index_select(0, idx)
+        return Memory(x, self.y.index_select(0, idx), self.t.index_select(0, idx), logits)
 
     def _write(self, slots: torch.Tensor, x, y, t, logits, rows: torch.Tensor) -> None:
+        """Rows ``rows`` of the batch into buffer rows ``slots`` (distinct)."""
         slots, rows = slots.to(self.y.device), rows.to(y.device)
-        self.x[slots] = (x[rows].detach().to(self.x.dtype) if self.levels is None
-                         else self._encode(x[rows]))
-        self.y[slots] = y[rows]
-        self.t[slots] = t[rows]
+        x = x.detach().index_select(0, rows)
+        self.x.index_copy_(0, slots, x.to(self.x.dtype) if self.levels is None else self._encode(x))
+        self.y.index_copy_(0, slots, y.index_select(0, rows))
+        self.t.index_copy_(0, slots, t.index_select(0, rows))
         if self.logits is not None and logits is not None:
-            self.logits[slots] = logits[rows].detach()
+            self.logits.index_copy_(0, slots, logits.detach().index_select(0, rows))
 
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 codes of ``x``, checking that each code always stands for the same float value."""
         x = x.detach().to(self.levels.device)
-        q = _codes(x, *self.value_range).long()
-        self.levels[q] = x  # new codes learn their value; known ones get the same value again
-        if not torch.equal(self.levels[q], x):
+        q = _codes(x, *self.value_range).to(torch.int32).view(-1)  # int32: a cheap index
+        values = self.levels.index_select(0, q)
+        if self.levels.isnan().any():  # codes seen for the first time learn their value
+            unknown = values.isnan()
+            self.levels[q[unknown].long()] = x.reshape(-1)[unknown]
+            values = self.levels.index_select(0, q)
+        if not torch.equal(values, x.reshape(-1)):
             raise ValueError("these inputs are not 8-bit images (two values share a uint8 code); "
                              "create the Buffer without value_range to store float32")
-        return q.to(torch.uint8)
+        return q.to(torch.uint8).view(x.shape)
 
 
 def _codes(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -206,6 +233,8 @@ def eight_bit_range(xs: Iterable[torch.Tensor], check: int = 1000) -> tuple[floa
 
 def _rank_within_group(g: torch.Tensor, n_groups: int) -> torch.Tensor:
     """For each element, how many earlier elements of the batch share its group."""
+    if n_groups == 1:
+        return torch.arange(len(g))
     return (F.one_hot(g, n_groups).cumsum(0) - 1).gather(1, g.unsqueeze(1)).squeeze(1)
 
 

@@ -61,22 +61,25 @@ class QuadraticPenalty(Method):
             second_moment = sum((o * t ** 2).sum() for o, t in zip(omegas, anchors))
             self.constant += float(second_moment - (a * m ** 2).sum())
             self.precision[n], self.centre[n] = a.float(), m.float()
+        # work buffers for every step's θ - m and A(θ - m): no allocation on the training path
+        self._diff = {n: torch.empty_like(a) for n, a in self.precision.items()}
+        self._pull = {n: torch.empty_like(a) for n, a in self.precision.items()}
+        self._pull_is_fresh = False
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         r""":math:`s\,[\sum_i A_i (\theta_i - m_i)^2 + c]`: the merged penalty (no graph is built)."""
         return self._value_and_pull(model)[0]
 
     def _value_and_pull(self, model: nn.Module) -> tuple[torch.Tensor, Params]:
-        r"""The penalty and :math:`A(\theta - m)` per parameter, in one pass over the parameters."""
+        r"""The penalty and :math:`A(\theta - m)` per parameter (written into the work buffers)."""
         params = dict(model.named_parameters())
         total = torch.zeros((), device=next(model.parameters()).device)
-        pull: Params = {}
         with torch.no_grad():
             for n, a in self.precision.items():
-                d = params[n] - self.centre[n]
-                pull[n] = a * d
-                total += torch.dot(pull[n].flatten(), d.flatten())
-        return self.strength * (total + self.constant), pull
+                d = torch.sub(params[n], self.centre[n], out=self._diff[n])
+                pull = torch.mul(a, d, out=self._pull[n])
+                total += torch.dot(pull.view(-1), d.view(-1))
+        return self.strength * (total + self.constant), self._pull
 
     def penalty_per_term(self, model: nn.Module) -> torch.Tensor:
         r""":math:`s \sum_k \sum_i \Omega_{k,i} (\theta_i - \theta^*_{k,i})^2`, term by term, through autograd."""
@@ -92,14 +95,16 @@ class QuadraticPenalty(Method):
         loss = super().loss(model, x, y, t)
         if not self.precision:
             return loss
-        value, self._pull = self._value_and_pull(model)
+        value, _ = self._value_and_pull(model)
+        self._pull_is_fresh = True
         return loss + value
 
     def after_backward(self, model: nn.Module) -> None:
         r"""Add :math:`\nabla_\theta\, s A (\theta - m)^2 = 2 s A (\theta - m)` to every gradient."""
         if not self.precision:
             return
-        pull = self.__dict__.pop("_pull", None) or self._value_and_pull(model)[1]  # this step's, or fresh
+        pull = self._pull if self._pull_is_fresh else self._value_and_pull(model)[1]  # this step's
+        self._pull_is_fresh = False
         for n, p in model.named_parameters():
             if n in pull:
                 p.grad = 2 * self.strength * pull[n] if p.grad is None else p.grad.add_(pull[n],

@@ -35,13 +35,15 @@ class SI(QuadraticPenalty):
         super().setup(model, stream)
         self.omega = {n: torch.zeros_like(p) for n, p in trainable(model).items()}
         self.start, self.previous = self.snapshot(model), self.snapshot(model)
+        self._step = {n: torch.empty_like(p) for n, p in self.previous.items()}  # Δθ, reused
 
     def after_step(self, model: nn.Module) -> None:
         r""":math:`\omega \mathrel{-}= g\,\Delta\theta`, with the step's gradient (still in ``.grad``)."""
         with torch.no_grad():
             for n, p in model.named_parameters():
                 if p.grad is not None:
-                    self.omega[n].addcmul_(p.grad, p - self.previous[n], value=-1.0)
+                    step = torch.sub(p, self.previous[n], out=self._step[n])
+                    self.omega[n].addcmul_(p.grad, step, value=-1.0)
                     self.previous[n].copy_(p)
 
     def after_task(self, model: nn.Module, task: Task) -> None:
