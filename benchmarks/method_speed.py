@@ -40,6 +40,7 @@ CONFIGS: dict[str, list[tuple[str, Callable[[], M.Method], float | None]]] = {
     "online_ewc": [("online EWC", lambda: M.OnlineEWC(100.0), 1.15)],
     "si": [("SI", lambda: M.SI(1.0), 1.15)],
     "mas": [("MAS", lambda: M.MAS(1.0), 1.15)],
+    "l2": [("L2 (uniform importance)", lambda: M.L2(1.0), 1.15)],
     "replay": [("ER, replay batch 128", lambda: M.Replay(5000, 128), 2.0),
                ("ER, replay batch 32", lambda: M.Replay(5000, 32), 1.4)],
     "der": [("DER", lambda: M.DER(5000, 128), None),
