@@ -50,20 +50,25 @@ def task_colors(n: int) -> list:
 
 
 def plot_accuracy_matrix(R: np.ndarray, ax: plt.Axes | None = None, title: str = "",
-                         task_names: Sequence[str] | None = None, mask_upper: bool = False) -> plt.Axes:
+                         task_names: Sequence[str] | None = None, mask_upper: bool = False,
+                         sd: np.ndarray | None = None) -> plt.Axes:
     """Heatmap of :math:`R_{i,j}` (row: after learning task i; column: tested on task j).
 
-    ``mask_upper`` blanks the tasks not yet learned (:math:`j > i`); :func:`plot_accuracy_matrices` draws
-    several matrices that way with one colour bar.
+    ``mask_upper`` blanks the tasks not yet learned (:math:`j > i`); ``sd`` (same shape) writes the
+    spread over seeds under each value; :func:`plot_accuracy_matrices` draws several matrices that way
+    with one colour bar.
     """
     ax = ax or plt.gca()
+    R = np.asarray(R)
     T = len(R)
     labels = list(task_names) if task_names is not None else [f"T{j + 1}" for j in range(T)]
     mask = np.triu(np.ones((T, T), dtype=bool), k=1) if mask_upper else None
-    sns.heatmap(np.asarray(R), mask=mask, vmin=0, vmax=1, cmap="rocket", annot=T <= 10, fmt=".2f", square=True,
-                cbar=False,
+    annot = (T <= 10) if sd is None else np.array(
+        [[f"{R[i, j]:.2f}\n±{sd[i, j]:.2f}" for j in range(T)] for i in range(T)])
+    sns.heatmap(R, mask=mask, vmin=0, vmax=1, cmap="rocket", annot=annot,
+                fmt=".2f" if sd is None else "", square=True, cbar=False,
                 xticklabels=labels, yticklabels=[f"after T{i + 1}" for i in range(T)], ax=ax,
-                annot_kws={"fontsize": 8 if T > 5 else 9})
+                annot_kws={"fontsize": 7 if sd is not None else 8 if T > 5 else 9})
     ax.set_xlabel("tested on")
     ax.set_ylabel("")
     ax.set_title(title)
@@ -109,13 +114,16 @@ def plot_method_bars(results: dict[str, dict[str, float]], metric: str, ax: plt.
 
 
 def plot_accuracy_matrices(matrices: dict[str, np.ndarray], axes: Sequence[plt.Axes] | None = None,
-                           task_names: Sequence[str] | None = None) -> list[plt.Axes]:
-    """Several accuracy matrices side by side: upper triangles (tasks not yet learned) masked, one colour bar."""
+                           task_names: Sequence[str] | None = None,
+                           sds: dict[str, np.ndarray] | None = None) -> list[plt.Axes]:
+    """Several accuracy matrices side by side: upper triangles (tasks not yet learned) masked, one colour bar;
+    ``sds`` (same keys) adds the spread over seeds under each value."""
     if axes is None:
         _, axes = plt.subplots(1, len(matrices), figsize=(3.3 * len(matrices) + 0.8, 3.4), layout="constrained")
     axes = list(np.ravel(axes))
     for ax, (title, R) in zip(axes, matrices.items()):
-        plot_accuracy_matrix(R, ax=ax, title=title, task_names=task_names, mask_upper=True)
+        plot_accuracy_matrix(R, ax=ax, title=title, task_names=task_names, mask_upper=True,
+                             sd=None if sds is None else sds[title])
     for ax in axes[1:]:
         if not ax.get_subplotspec().is_first_col():
             ax.set_yticklabels([])
@@ -131,31 +139,6 @@ def plot_band(ax: plt.Axes, x: Sequence[float], values: np.ndarray, color, label
     mean, sd = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
     ax.plot(x, mean, color=color, label=label, **{"lw": 2, **line_kw})
     ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.2, lw=0)
-    return ax
-
-
-def plot_accuracy_triangle(R: np.ndarray, ax: plt.Axes | None = None, title: str = "",
-                           colorbar: bool = True, sd: np.ndarray | None = None) -> plt.Axes:
-    """:math:`R_{i,j}` for :math:`j \\le i` only (tasks already learned), with a colour bar.
-
-    The masked upper triangle (tasks not yet learned) keeps the eye on forgetting; ``sd`` (same
-    shape) adds the spread over seeds under each value.
-    """
-    ax = ax or plt.gca()
-    R = np.asarray(R)
-    T = len(R)
-    annot = np.array([[f"{R[i, j]:.2f}" + ("" if sd is None else f"\n±{sd[i, j]:.2f}")
-                       for j in range(T)] for i in range(T)])
-    sns.heatmap(R, mask=np.triu(np.ones_like(R, dtype=bool), k=1), vmin=0, vmax=1, cmap="rocket",
-                annot=annot if T <= 10 else False, fmt="", square=True, cbar=colorbar,
-                cbar_kws={"label": "accuracy", "shrink": 0.8}, ax=ax,
-                xticklabels=[f"T{j + 1}" for j in range(T)],
-                yticklabels=[f"after T{i + 1}" for i in range(T)],
-                annot_kws={"fontsize": 7 if sd is not None or T > 5 else 9})
-    ax.set(xlabel="tested on", ylabel="", title=title)
-    ax.grid(False)
-    ax.tick_params(axis="x", rotation=0)
-    ax.tick_params(axis="y", rotation=0)
     return ax
 
 
