@@ -260,6 +260,7 @@ def test_methods_train_end_to_end(name, scenario):
         assert len(rows) == len(result.losses) - result.boundaries[0]  # every step of task 2
         assert max(r["violation_after"] for r in rows) < 1e-6
         assert all(len(r["cosines"]) == 1 and -1 <= r["cosines"][0] <= 1 for r in rows)
+        assert method.extras()["interference"][0]["steps"] == len(rows)
 
 
 @pytest.mark.parametrize("name", list(METHODS))

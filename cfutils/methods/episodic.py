@@ -33,34 +33,55 @@ def episode(task: Task, n: int, generator: torch.Generator) -> Memory:
 class InterferenceLog:
     r"""Per-step record of how the new gradient :math:`g` meets the references :math:`G`.
 
-    Each step adds ``violated`` (:math:`\min_k \langle g, g_k\rangle < 0`), ``cosines``
-    (:math:`\cos(g, g_k)` for every reference) and ``violation_after``
-    (:math:`\max_k \max(0, -\langle \tilde g, g_k\rangle)`). They stay tensors until :meth:`rows`.
+    Each step adds the task being learned, ``violated`` (:math:`\min_k \langle g, g_k\rangle < 0`),
+    ``cosines`` (:math:`\cos(g, g_k)` for every reference) and ``violation_after``
+    (:math:`\max_k \max(0, -\langle \tilde g, g_k\rangle) / (\lVert g\rVert\lVert g_k\rVert)`,
+    relative to the size of the dot products). They stay tensors until :meth:`rows`.
     """
 
     def __init__(self):
-        self.steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.steps: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
-    def add(self, g: torch.Tensor, G: torch.Tensor, g_tilde: torch.Tensor) -> None:
+    def add(self, task: int, g: torch.Tensor, G: torch.Tensor, g_tilde: torch.Tensor) -> None:
+        norms = (G.norm(dim=1) * g.norm()).clamp_min(torch.finfo(g.dtype).tiny)
         dots = G @ g
-        cosines = dots / (G.norm(dim=1) * g.norm()).clamp_min(torch.finfo(g.dtype).tiny)
-        self.steps.append((dots.min() < 0, cosines, (-(G @ g_tilde)).clamp_min(0).max()))
+        after = (-(G @ g_tilde)).clamp_min(0) / norms
+        self.steps.append((task, dots.min() < 0, dots / norms, after.max()))
 
     def rows(self) -> list[dict]:
         """One dict per recorded step (e.g. for ``pandas.DataFrame``)."""
-        return [{"violated": bool(v), "cosines": c.tolist(), "violation_after": float(a)}
-                for v, c, a in self.steps]
+        return [{"task": k, "violated": bool(v), "cosines": c.tolist(), "violation_after": float(a)}
+                for k, v, c, a in self.steps]
+
+    def summary(self, bins: int = 20) -> list[dict]:
+        """Per task learned: share of violating steps, mean cosine with each reference, the mean
+        of the smallest cosine in ``bins`` equal stretches of the task, the largest violation left."""
+        out = []
+        for task in sorted({k for k, *_ in self.steps}):
+            steps = [s for s in self.steps if s[0] == task]
+            cos = torch.stack([c for *_, c, _ in steps])
+            lowest = [float(b.mean()) for b in cos.min(dim=1).values.tensor_split(bins) if len(b)]
+            out.append({"task": task, "steps": len(steps),
+                        "violated": float(torch.stack([v for _, v, *_ in steps]).float().mean()),
+                        "cos_mean": cos.mean(0).tolist(), "cos_min_bins": lowest,
+                        "violation_after": float(torch.stack([a for *_, a in steps]).max())})
+        return out
 
 
 class EpisodicProjection(Method):
     """Keep ``memory_per_task`` samples of each finished task; project every step against them.
 
-    ``record=True`` fills ``log`` (an :class:`InterferenceLog`) with one entry per projected step.
+    ``record=True`` fills ``log`` (an :class:`InterferenceLog`) with one entry per step that has
+    references. ``project=False`` only watches: the references are computed and logged, but the
+    step follows the raw gradient (fine-tuning, with its interference measured).
     """
 
-    def __init__(self, memory_per_task: int, record: bool = False, seed: int = 0):
+    def __init__(self, memory_per_task: int, record: bool = False, seed: int = 0,
+                 project: bool = True):
         check_int("memory_per_task", memory_per_task, minimum=1)
-        self.memory_per_task, self.record = memory_per_task, record
+        if not project and not record:
+            raise ValueError("project=False only makes sense with record=True (it only watches)")
+        self.memory_per_task, self.record, self.watch_only = memory_per_task, record, not project
         self.generator = torch.Generator().manual_seed(seed)
 
     def setup(self, model: nn.Module, stream: TaskStream) -> None:
@@ -90,9 +111,9 @@ class EpisodicProjection(Method):
         params = list(self.parameters(model))
         g = flat_grad(params)
         G = self.references(model, params)
-        g_tilde = self.project(g, G)
+        g_tilde = g if self.watch_only else self.project(g, G)
         if self.log is not None:
-            self.log.add(g, G, g_tilde)
+            self.log.add(self.task.index, g, G, g_tilde)
         if g_tilde is not g:  # only a projected gradient needs writing back
             write_grad(params, g_tilde)
 
@@ -103,6 +124,10 @@ class EpisodicProjection(Method):
     def project(self, g: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         r"""The gradient actually followed, :math:`\tilde g`."""
         raise NotImplementedError
+
+    def extras(self) -> dict:
+        """The interference summary per task (:meth:`InterferenceLog.summary`) when recording."""
+        return {} if self.log is None else {"interference": self.log.summary()}
 
     def stored_bytes(self) -> int:
         """Bytes kept between tasks: the episodic memories (inputs, labels, task indices)."""

@@ -47,17 +47,20 @@ def solve_dual(GGt: torch.Tensor, Gg: torch.Tensor, margin: float = 0.0) -> torc
 
 
 class GEM(EpisodicProjection):
-    r"""GEM: ``memory_per_task`` samples per past task, margin :math:`\gamma` = ``margin``."""
+    r"""GEM: ``memory_per_task`` samples per past task, margin :math:`\gamma` = ``margin``.
+
+    ``project=False`` (with ``record=True``) trains like fine-tuning and measures its interference.
+    """
 
     name = "gem"
 
     def __init__(self, memory_per_task: int = 256, margin: float = 0.5, record: bool = False,
-                 seed: int = 0):
+                 seed: int = 0, project: bool = True):
         if quadprog is None:
             raise ImportError("GEM solves a quadratic program with the quadprog package, which is "
                               "missing: pip install quadprog")
         check_float("margin", margin, minimum=0.0)
-        super().__init__(memory_per_task, record, seed)
+        super().__init__(memory_per_task, record, seed, project)
         self.margin = margin
 
     def references(self, model: nn.Module, params: list[nn.Parameter]) -> torch.Tensor:

@@ -114,6 +114,11 @@ class GPM(Method):
             if layer.bias is not None:
                 layer.bias.grad = grad[:, layer.in_features].contiguous()
 
+    def extras(self) -> dict:
+        """Protected input dimensions of every layer after each task, and each layer's input size."""
+        sizes = {n: m.shape[0] for n, m in self.bases.items()}
+        return {"protected": self.protected, "input_dims": sizes}
+
     def stored_bytes(self) -> int:
         """Bytes kept between tasks: the bases :math:`M` of all layers."""
         return sum(M.numel() * M.element_size() for M in self.bases.values())

@@ -59,6 +59,7 @@ class OGD(Method):
         super().setup(model, stream)
         n = sum(p.numel() for p in self.parameters(model))
         self.basis = torch.zeros((0, n), device=next(model.parameters()).device)  # Q, row by row
+        self.rank: list[int] = []  # rows of Q after each task
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         r"""Add the span of :math:`\nabla_\theta f(x_n)_{y_n}` on ``memory_per_task`` samples."""
@@ -66,6 +67,7 @@ class OGD(Method):
             return
         x, y, *_ = episode(task, self.memory_per_task, self.generator)
         self.basis = extend_basis(self.basis, per_sample_grads(model, x, y, ground_truth_logit))
+        self.rank.append(len(self.basis))
 
     def after_backward(self, model: nn.Module) -> None:
         r""":math:`\tilde g = g - Q^\top Q g`."""
@@ -73,6 +75,10 @@ class OGD(Method):
             params = list(self.parameters(model))
             g = flat_grad(params)
             write_grad(params, g - self.basis.T @ (self.basis @ g))
+
+    def extras(self) -> dict:
+        """How many directions the basis holds after each task."""
+        return {"rank": self.rank}
 
     def stored_bytes(self) -> int:
         r"""Bytes kept between tasks: the basis :math:`Q` (:math:`r \times P` numbers)."""
