@@ -316,3 +316,21 @@ def test_gem_without_quadprog_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(gem, "quadprog", None)
     with pytest.raises(ImportError, match="pip install quadprog"):
         GEM()
+
+
+def test_watched_fine_tuning_trains_like_fine_tuning_and_logs_interference():
+    from cfutils.methods import Naive
+
+    def run(method):
+        torch.manual_seed(0)
+        return train(method, MLP(16, (32,), 4), tiny_stream("class", 4), batch_size=16, lr=0.05,
+                     generator=torch.Generator().manual_seed(0))
+
+    watch = GEM(memory_per_task=20, record=True, project=False)
+    assert (run(watch).R == run(Naive()).R).all()
+    summary = watch.extras()["interference"]
+    assert [s["task"] for s in summary] == [1, 2, 3]
+    assert all(0 <= s["violated"] <= 1 and len(s["cos_mean"]) == s["task"] for s in summary)
+    assert max(s["violation_after"] for s in summary) > 0  # nothing was projected away
+    with pytest.raises(ValueError, match="project"):
+        GEM(project=False)
