@@ -64,10 +64,15 @@ def test_gem_qp_is_feasible_and_closest(k, seed):
     assert feasible.any() and ((z[feasible] - g).norm(dim=1) >= (g_tilde - g).norm() - 1e-12).all()
 
 
-def test_gem_margin_pushes_into_the_cone():
+def test_gem_margin_keeps_every_multiplier_above_it_and_the_constraints():
     g, G = violating_problem(3)
-    plain, margin = GEM(margin=0.0).project(g, G), GEM(margin=0.5).project(g, G)
-    assert (G @ margin).min() > (G @ plain).min() + 1e-3
+    Gn = G / G.norm(dim=1, keepdim=True)
+    v = gem.solve_dual(Gn @ Gn.T, Gn @ g, margin=0.5)
+    assert (v >= 0.5 - 1e-9).all()
+    g_margin = GEM(margin=0.5).project(g, G)
+    assert torch.allclose(g_margin, g + Gn.T @ v, atol=1e-9)
+    assert (G @ g_margin >= -1e-8).all()
+    assert not torch.allclose(g_margin, GEM(margin=0.0).project(g, G))
 
 
 def test_gem_with_one_past_task_is_agem_formula():
@@ -334,3 +339,12 @@ def test_watched_fine_tuning_trains_like_fine_tuning_and_logs_interference():
     assert max(s["violation_after"] for s in summary) > 0  # nothing was projected away
     with pytest.raises(ValueError, match="project"):
         GEM(project=False)
+
+
+def test_gem_constraints_hold_when_one_memory_gradient_is_tiny():
+    """A nearly fitted memory has a tiny gradient; its constraint must hold as well as the others."""
+    g, G = violating_problem(4, dim=50, seed=3)
+    G = G.float()
+    G[1] = -1e-6 * g.float() / g.norm()  # tiny and violated
+    g_tilde = GEM(margin=0.0).project(g.float(), G)
+    assert ((G @ g_tilde) / G.norm(dim=1) / g.norm() >= -1e-6).all()

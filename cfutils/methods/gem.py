@@ -68,8 +68,18 @@ class GEM(EpisodicProjection):
         return memory_grads(model, params, self.loss, self.memories())
 
     def project(self, g: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-        r""":math:`\tilde g = g + G^\top v^*` if a constraint is violated, else :math:`g`."""
+        r""":math:`\tilde g = g + G^\top v^*` if a constraint is violated, else :math:`g`.
+
+        The constraints :math:`\langle z, g_k\rangle \ge 0` do not depend on the length of each
+        :math:`g_k`, so the QP is solved with unit-length rows: a memory the network has nearly
+        fitted (a tiny :math:`g_k`) then counts as much as the others, and the Gram matrix stays well
+        conditioned. The sum is formed in float64: with nearly parallel rows :math:`v^*` is large
+        while :math:`G^\top v^*` is not. (The margin thus applies to unit-length references.)
+        """
         Gg = G @ g
         if bool((Gg >= 0).all()):
             return g
-        return torch.addmv(g, G.T, solve_dual(G @ G.T, Gg, self.margin))
+        G64 = G.double()
+        G64 = G64 / G64.norm(dim=1, keepdim=True).clamp_min(torch.finfo(G64.dtype).tiny)
+        v = solve_dual(G64 @ G64.T, G64 @ g.double(), self.margin)
+        return torch.addmv(g.double(), G64.T, v).to(g.dtype)
