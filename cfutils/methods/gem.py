@@ -14,7 +14,7 @@ which leaves
           \qquad \tilde g = g + G^\top v^* .
 
 The margin :math:`\gamma` replaces :math:`v \ge 0` by :math:`v \ge \gamma` (as the authors' code
-does), which pushes :math:`\tilde g` into the cone of updates that *help* the past tasks. GEM
+does, here for unit-length rows of :math:`G`), which pushes :math:`\tilde g` into the cone of updates that *help* the past tasks. GEM
 projects only when some :math:`\langle g, g_k\rangle < 0`; otherwise :math:`\tilde g = g`.
 """
 from __future__ import annotations
