@@ -19,7 +19,7 @@ from . import adapters, objectives
 from .evaluate import Bench, measure
 from .tokenizer import random_windows
 
-VARIANT_PATTERN = re.compile(r"^(full|freeze|ia3|replay|ewc|distill|lora(\d+)(-attn)?)$")
+VARIANT_PATTERN = re.compile(r"^(full|freeze|ia3|replay|ewc|distill|lora(\d+)(-attn)?(-emb)?)$")
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,11 @@ class Variant:
     objective: str = "plain"              # plain | replay | ewc | distill
     strength: float = 0.0                 # replay fraction, EWC lambda or distillation weight
     lr: float = 1e-3
+    embeddings: bool = False              # LoRA only: also train the (tied) token embeddings
 
     def make_model(self, base: nn.Module, n_frozen: int = 1) -> nn.Module:
         if self.adapter == "lora":
-            return adapters.lora(base, self.rank, self.targets)
+            return adapters.lora(base, self.rank, self.targets, embeddings=self.embeddings)
         if self.adapter == "ia3":
             return adapters.ia3(base)
         if self.adapter == "freeze":
@@ -50,27 +51,27 @@ class Variant:
 
 
 def check_variant_names(names: list[str], parameter: str = "methods") -> None:
-    """Fail unless every name is ``full``, ``freeze``, ``ia3``, ``replay``, ``ewc``, ``distill`` or ``lora<r>[-attn]``."""
+    """Fail unless every name is ``full``, ``freeze``, ``ia3``, ``replay``, ``ewc``, ``distill`` or
+    ``lora<r>[-attn][-emb]``."""
     if isinstance(names, str) or not names:
         raise ValueError(f"{parameter}={names!r} must be a non-empty list of variant names")
     bad = [n for n in names if not isinstance(n, str) or not VARIANT_PATTERN.match(n)]
     if bad:
         raise ValueError(f"{parameter}: unknown variant(s) {bad}; use full, freeze, ia3, replay, ewc, distill, "
-                         "lora<rank> (all projections) or lora<rank>-attn (attention only), e.g. lora8-attn")
+                         "lora<rank> (all projections), lora<rank>-attn (attention only), with -emb to train "
+                         "the embeddings too, e.g. lora8-attn or lora16-emb")
 
 
-def make_variant(name: str, targets: dict[str, tuple[str, ...]], lr: float, lora_lr: float,
-                 replay: float, ewc: float, distill: float) -> Variant:
-    """The :class:`Variant` called ``name`` (see :func:`check_variant_names`) with the chapter's knobs."""
+def make_variant(name: str, targets: dict[str, tuple[str, ...]], lr: float, strength: float = 0.0) -> Variant:
+    """The :class:`Variant` called ``name`` (see :func:`check_variant_names`) at learning rate ``lr``;
+    ``strength`` is the replay fraction, the EWC :math:`\\lambda` or the distillation weight."""
     m = VARIANT_PATTERN.match(name)
     if m.group(2):
-        return Variant(name, "lora", int(m.group(2)), targets["attn" if m.group(3) else "all"], lr=lora_lr)
-    simple = {"full": Variant(name, lr=lr), "freeze": Variant(name, "freeze", lr=lr),
-              "ia3": Variant(name, "ia3", lr=10 * lora_lr),
-              "replay": Variant(name, objective="replay", strength=replay, lr=lr),
-              "ewc": Variant(name, objective="ewc", strength=ewc, lr=lr),
-              "distill": Variant(name, objective="distill", strength=distill, lr=lr)}
-    return simple[name]
+        return Variant(name, "lora", int(m.group(2)), targets["attn" if m.group(3) else "all"], lr=lr,
+                       embeddings=bool(m.group(4)))
+    if name in ("replay", "ewc", "distill"):
+        return Variant(name, objective=name, strength=strength, lr=lr)
+    return Variant(name, {"full": "full", "freeze": "freeze", "ia3": "ia3"}[name], lr=lr)
 
 
 def eval_schedule(steps: int) -> list[int]:
