@@ -96,8 +96,19 @@ class Trajectory:
 
 
 def finetune(base: nn.Module, variant: Variant, bench: Bench, steps: int, batch_size: int, context: int,
-             seed: int, warmup: int = 10, n_frozen: int = 1) -> tuple[nn.Module, Trajectory]:
-    """Train a copy of ``base`` on B for ``steps`` steps (AdamW, constant lr after a linear warm-up)."""
+             seed: int, warmup: int = 10, n_frozen: int = 1,
+             val_bench: Bench | None = None) -> tuple[nn.Module, Trajectory]:
+    """Train a copy of ``base`` on B for ``steps`` steps (AdamW, constant lr after a linear warm-up).
+
+    With ``val_bench`` the last evaluation also measures its held-out windows (keys prefixed ``val_``).
+    """
+
+    def evaluate(m: nn.Module, last: bool = False) -> dict[str, float]:
+        row = measure(m, bench)
+        if val_bench is not None and last:
+            row |= {f"val_{k}": v for k, v in measure(m, val_bench).items()}
+        return row
+
     model = variant.make_model(base, n_frozen)
     device = next(base.parameters()).device
     data_gen = torch.Generator().manual_seed(seed)            # same B batches for every variant
@@ -109,7 +120,7 @@ def finetune(base: nn.Module, variant: Variant, bench: Bench, steps: int, batch_
     traj = Trajectory(variant.name, n_parameters(model))
     at = set(eval_schedule(steps))
     traj.steps.append(0)
-    traj.rows.append(measure(model, bench))
+    traj.rows.append(evaluate(model))
     model.train()
     for step in progress(range(1, steps + 1), desc=variant.name, leave=False):
         x = objective.batch(random_windows(bench.b_train, batch_size, context, data_gen).to(device))
@@ -122,7 +133,7 @@ def finetune(base: nn.Module, variant: Variant, bench: Bench, steps: int, batch_
         traj.train_losses.append(float(loss.detach()))
         if step in at:
             traj.steps.append(step)
-            traj.rows.append(measure(model, bench))
+            traj.rows.append(evaluate(model, last=step == steps))
             model.train()
     model.eval()
     return model, traj

