@@ -101,13 +101,16 @@ def forgetting_at_learning(path: Trajectory, target: float) -> float:
 class RealLab:
     """Cached fine-tuning runs of a real pretrained model (``"smollm2"`` or a hub id) on new facts.
 
-    ``stand_in`` (a ``(model, tokenizer)`` pair) replaces the real model in quick runs; the model is
-    loaded only when a run is missing from the store.
+    General text is measured on ``n_eval`` windows of ``context`` tokens; training batches are windows
+    of ``train_context`` tokens. ``stand_in`` (a ``(model, tokenizer)`` pair) replaces the real model
+    in quick runs; the model is loaded only when a run is missing from the store.
     """
 
-    def __init__(self, name: str, people: int, n_eval: int, context: int, store: bool = True,
-                 device: torch.device | str = "cpu", stand_in: tuple | None = None) -> None:
+    def __init__(self, name: str, people: int, n_eval: int, context: int, train_context: int,
+                 store: bool = True, device: torch.device | str = "cpu",
+                 stand_in: tuple | None = None) -> None:
         self.name, self.people, self.n_eval, self.context = name, people, n_eval, context
+        self.train_context = train_context
         self.store, self.device, self.stand_in = store, device, stand_in
         self._loaded: tuple | None = None
 
@@ -142,12 +145,13 @@ class RealLab:
         from . import corpus
 
         spec = {"model": self.source(), "people": self.people, "n_eval": self.n_eval,
-                "context": self.context, "prose": corpus.clean_prose()[0], "variant": asdict(variant),
+                "context": self.context, "train_context": self.train_context,
+                "prose": corpus.clean_prose()[0], "variant": asdict(variant),
                 "seed": seed, "steps": steps, "batch_size": batch_size, "warmup": warmup}
 
         def train() -> dict:
             model, test, val = self.loaded()
-            return asdict(finetune(model, variant, test, steps, batch_size, self.context, seed,
+            return asdict(finetune(model, variant, test, steps, batch_size, self.train_context, seed,
                                    warmup=warmup, val_bench=val)[1])
 
         return Trajectory(**cache.cached("real", spec, train, self.store and self.stand_in is None))
