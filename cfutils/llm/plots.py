@@ -17,7 +17,7 @@ from ..plots import method_color, plot_band
 from .finetune import Trajectory
 
 BOOK_COLOUR = {"full": "naive", "replay": "replay", "ewc": "ewc", "distill": "lwf"}
-LABELS = {"full": "full fine-tuning", "freeze": "freeze lower half", "ia3": "(IA)³", "replay": "replay",
+LABELS = {"full": "full fine-tuning", "full-slow": "full fine-tuning, lr ÷ 10", "freeze": "freeze lower half", "ia3": "(IA)³", "replay": "replay",
           "ewc": "EWC", "distill": "distillation"}
 MARKERS = {"full": "o", "freeze": "s", "ia3": "P", "replay": "D", "ewc": "^", "distill": "v"}
 LORA = re.compile(r"lora(\d+)(-attn)?(-emb)?$")
@@ -43,6 +43,8 @@ def style(name: str) -> dict:
                 "marker": "*" if m.group(3) else "o"}
     if name in BOOK_COLOUR:
         return {"color": method_color(BOOK_COLOUR[name]), "ls": "-", "marker": MARKERS[name]}
+    if name == "full-slow":
+        return {"color": method_color("naive"), "ls": "--", "marker": "."}
     return {"color": {"freeze": (0.25, 0.25, 0.25), "ia3": (0.6, 0.6, 0.6)}.get(name, (0.5, 0.5, 0.5)),
             "ls": "-", "marker": MARKERS.get(name, "o")}
 
