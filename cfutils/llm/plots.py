@@ -17,8 +17,8 @@ from ..plots import method_color, plot_band
 from .finetune import Trajectory
 
 BOOK_COLOUR = {"full": "naive", "replay": "replay", "ewc": "ewc", "distill": "lwf"}
-LABELS = {"full": "full fine-tuning", "full-slow": "full fine-tuning, lr ÷ 10", "freeze": "freeze lower half", "ia3": "(IA)³", "replay": "replay",
-          "ewc": "EWC", "distill": "distillation"}
+LABELS = {"full": "full fine-tuning", "full-slow": "full fine-tuning, lr ÷ 10", "freeze": "freeze lower half",
+          "ia3": "(IA)³", "replay": "replay", "ewc": "EWC", "distill": "distillation"}
 MARKERS = {"full": "o", "freeze": "s", "ia3": "P", "replay": "D", "ewc": "^", "distill": "v"}
 LORA = re.compile(r"lora(\d+)(-attn)?(-emb)?$")
 Runs = dict[str, list[Trajectory]]
