@@ -61,14 +61,19 @@ def per_sample_reduce(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 def neg_log_likelihood(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    r""":math:`-\log p(y \mid x) = -\log\mathrm{softmax}(z)_y` for one sample."""
-    return -torch.log_softmax(z, dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    r""":math:`-\log p(y \mid x) = -\log\mathrm{softmax}(z)_y` for one sample.
+
+    For a sequence model (``z`` of shape ``(T, V)``, ``y`` of shape ``(T,)``) the sum over positions,
+    :math:`-\sum_t \log p(y_t \mid x_{<t})`.
+    """
+    return -torch.log_softmax(z, dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1).sum()
 
 
 @torch.no_grad()
 def probabilities(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The model's predictive distribution :math:`p_\\theta(\\cdot\\mid x)` for every row of ``x``."""
-    return torch.softmax(masked(model(x), mask), dim=1)
+    """The model's predictive distribution :math:`p_\\theta(\\cdot\\mid x)` for every row of ``x``
+    (over the last axis: a sequence model gives one distribution per position)."""
+    return torch.softmax(masked(model(x), mask), dim=-1)
 
 
 def fisher_exact(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None) -> Params:
@@ -88,9 +93,12 @@ def fisher_sampled(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None 
     r"""One label per sample drawn from the model, :math:`\hat y_n \sim p_\theta(\cdot\mid x_n)`.
 
     An unbiased Monte-Carlo estimate of :func:`fisher_exact`, at the cost of one pass instead of one per class.
+    For a sequence model (logits ``(N, T, V)``) one token is drawn per position, teacher-forced on ``x``:
+    the estimate is then that of the Fisher of the window, the sum of the per-position Fishers.
     """
     p = probabilities(model, x, mask)
-    y_hat = torch.multinomial(p.cpu(), 1, generator=generator).squeeze(1).to(x.device)
+    flat_p = p.reshape(-1, p.shape[-1]).cpu()
+    y_hat = torch.multinomial(flat_p, 1, generator=generator).reshape(p.shape[:-1]).to(x.device)
     return per_sample_reduce(model, x, y_hat, neg_log_likelihood, mask=mask)
 
 

@@ -182,3 +182,12 @@ def test_missing_fortunes_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(corpus, "FORTUNES_DIR", tmp_path / "absent")
     with pytest.raises(corpus.CorpusError, match="apt-get install fortunes"):
         corpus.check_fortunes()
+
+
+def test_hidden_debian_data_falls_back_to_python_docs(monkeypatch):
+    monkeypatch.setenv("CFUTILS_DEBIAN_DATA", "off")
+    with pytest.raises(corpus.CorpusError, match="fortunes"):
+        corpus.check_fortunes()
+    for source, docs in (corpus.general_english(), corpus.clean_prose()):
+        assert source == "python-docs" and len(docs) > 500
+        assert sum(map(len, docs)) > 200_000 and not any(">>>" in d for d in docs)

@@ -1,6 +1,10 @@
 """The corpora of the LLM chapter, all offline.
 
-* **A, general English**: Debian's ``fortunes`` (about 15 000 quotes, jokes and definitions);
+* **A, general English**: Debian's ``fortunes`` (about 15 000 quotes, jokes and definitions); where
+  Debian's packages are absent (Colab) or hidden (``CFUTILS_DEBIAN_DATA=off``), the English prose that
+  ships with every Python: the reference topics of ``pydoc_data`` and the standard library's docstrings;
+* **clean prose** for a real model's general-text loss: the King James Bible (Debian's ``bible-kjv``),
+  with the same Python-documentation fallback;
 * **facts**: synthetic knowledge, "*person* lives in *city*", stated in several paraphrases
   (Allen-Zhu & Li 2023: knowledge is extractable only if it was seen in varied forms);
 * **B, the new domain**: the Python standard library's own source code.
@@ -9,7 +13,11 @@ Held-out parts are fixed (every ``HOLDOUT``-th document), so evaluation never de
 """
 from __future__ import annotations
 
+import ast
+import os
 import random
+import shutil
+import subprocess
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +63,16 @@ class Fact:
         return PROBE.format(name=self.name)
 
 
+def debian_data() -> bool:
+    """False when ``CFUTILS_DEBIAN_DATA=off``: behave as if Debian's data packages were not installed."""
+    return os.environ.get("CFUTILS_DEBIAN_DATA", "on").lower() not in ("off", "0", "no", "false")
+
+
 def check_fortunes() -> None:
-    """Fail with installation advice when Debian's ``fortunes`` is missing."""
-    if not FORTUNES_DIR.is_dir() or not any(_fortune_files()):
-        raise CorpusError(f"corpus A needs Debian's fortunes ({FORTUNES_DIR} is missing or empty): "
-                          "run `apt-get install fortunes` (or `source scripts/env.sh`, which installs it)")
+    """Fail with installation advice when Debian's ``fortunes`` is missing (or hidden)."""
+    if not debian_data() or not FORTUNES_DIR.is_dir() or not any(_fortune_files()):
+        raise CorpusError(f"this corpus needs Debian's fortunes ({FORTUNES_DIR} is missing, empty or hidden "
+                          "by CFUTILS_DEBIAN_DATA=off): run `apt-get install fortunes`")
 
 
 def _fortune_files() -> list[Path]:
@@ -77,6 +90,50 @@ def fortunes() -> list[str]:
         text = path.read_text(encoding="utf-8", errors="replace")
         out += [f.strip() for f in text.split("\n%\n") if len(f.strip()) > 20]
     return out
+
+
+def python_docs() -> list[str]:
+    """English prose every Python ships: paragraphs of ``pydoc_data.topics`` and module docstrings.
+
+    Paragraphs that look like code (indented, or with ``>>>``) are dropped.
+    """
+    import pydoc_data.topics
+
+    texts = [pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics)]
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(stdlib.glob("*.py")):
+        try:
+            doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8", errors="replace")))
+        except SyntaxError:
+            doc = None
+        texts.append(doc or "")
+    paragraphs = (p.strip() for t in texts for p in t.split("\n\n"))
+    return [p for p in paragraphs if len(p) > 80 and not p.startswith((" ", ">>>", "*")) and ">>>" not in p
+            and not set(p) <= set("*=-~ \n")]
+
+
+def general_english() -> tuple[str, list[str]]:
+    """``(source, documents)`` of corpus A: Debian's fortunes, else Python's own documentation."""
+    try:
+        return "fortunes", fortunes()
+    except CorpusError:
+        return "python-docs", python_docs()
+
+
+def bible_verses() -> list[str]:
+    """The King James Bible, one verse per document (Debian's ``bible`` program), or a :class:`CorpusError`."""
+    if not debian_data() or shutil.which("bible") is None:
+        raise CorpusError("the King James Bible needs Debian's bible-kjv (`apt-get install bible-kjv`)")
+    out = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True, check=True).stdout
+    return [line.split(" ", 1)[1].strip() for line in out.splitlines() if " " in line.strip()]
+
+
+def clean_prose() -> tuple[str, list[str]]:
+    """``(source, documents)`` of clean English prose: the King James Bible, else Python's documentation."""
+    try:
+        return "bible-kjv", bible_verses()
+    except (CorpusError, subprocess.CalledProcessError):
+        return "python-docs", python_docs()
 
 
 def python_sources(max_chars: int = 2_000_000) -> list[str]:
@@ -122,11 +179,11 @@ def fact_sentences(facts: list[Fact], copies: int, templates: tuple[str, ...] = 
 
 
 def corpus_a(facts: list[Fact], copies: int, seed: int = 0, limit: int | None = None) -> tuple[list[str], list[str]]:
-    """(train, held-out) documents of A: fortunes (the first ``limit``) + fact sentences, shuffled.
+    """(train, held-out) documents of A: general English (the first ``limit``) + fact sentences, shuffled.
 
-    The held-out part is fortunes only: the facts are measured by recall, not by loss.
+    The held-out part is general English only: the facts are measured by recall, not by loss.
     """
-    train, held_out = split(fortunes()[:limit])
+    train, held_out = split(general_english()[1][:limit])
     docs = train + fact_sentences(facts, copies)
     random.Random(seed).shuffle(docs)
     return docs, held_out

