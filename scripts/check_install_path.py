@@ -273,7 +273,7 @@ def check_smollm2(python: Path, work: Path, env: dict[str, str]) -> float | None
     return time.perf_counter() - start
 
 
-def colab(chapters: list[str], work: Path) -> None:
+def colab(chapters: list[str], work: Path) -> int:
     timings = {}
     t0 = time.perf_counter()
     python = make_venv(work / "venv")
@@ -313,10 +313,10 @@ def colab(chapters: list[str], work: Path) -> None:
             seconds = check_smollm2(python, work, env)
             if seconds is not None:
                 timings["SmolLM2 from its GGUF file (transformers + gguf)"] = seconds
-    report(timings, t0, python, skipped)
+    return report(timings, t0, python, skipped)
 
 
-def min_versions(chapters: list[str], work: Path) -> None:
+def min_versions(chapters: list[str], work: Path) -> int:
     timings = {}
     t0 = time.perf_counter()
     python = make_venv(work / "venv")
@@ -343,10 +343,10 @@ def min_versions(chapters: list[str], work: Path) -> None:
             seconds = check_smollm2(python, work, env)
             if seconds is not None:
                 timings["SmolLM2 from its GGUF file (transformers + gguf)"] = seconds
-    report(timings, t0, python, [])
+    return report(timings, t0, python, [])
 
 
-def report(timings: dict[str, float], t0: float, python: Path, skipped: list[str]) -> None:
+def report(timings: dict[str, float], t0: float, python: Path, skipped: list[str]) -> int:
     freeze = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
     wanted = ("torch", "torchvision", "transformers", "peft", "tokenizers", "accelerate", "gguf", "numpy",
               "pandas", "matplotlib", "seaborn", "tqdm", "ipywidgets", "quadprog", "huggingface-hub",
@@ -356,6 +356,7 @@ def report(timings: dict[str, float], t0: float, python: Path, skipped: list[str
     for what, seconds in timings.items():
         log(f"{seconds:7.1f} s  {what}")
     log(f"{time.perf_counter() - t0:7.1f} s  in all" + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
+    return len(skipped)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,16 +371,18 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="cfbook-install-path-"))
     log(f"{'Colab' if args.colab else 'minimum-versions'} path, chapters {' '.join(chapters)}, in {work}")
     try:
-        (colab if args.colab else min_versions)(chapters, work)
+        skipped = (colab if args.colab else min_versions)(chapters, work)
     except CheckFailed as err:
         print(f"[install-path] FAILED: {err}", file=sys.stderr, flush=True)
+        print("install-path: 0 passed, 1 failed", flush=True)
         return 1
     finally:
         if args.keep:
             log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    log("passed")
+    print(f"install-path: {len(chapters) - skipped} passed, 0 failed" + (f", {skipped} skipped" if skipped else ""),
+          flush=True)
     return 0
 
 
