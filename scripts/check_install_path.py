@@ -71,7 +71,9 @@ def run(cmd: list[str], what: str, **kw) -> float:
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        lines = [ln for ln in (proc.stdout + proc.stderr).strip().splitlines()
+                 if not ln.startswith("WARNING: Location")]          # this machine's pip config is chatty
+        tail = "\n".join(lines[-25:])
         raise CheckFailed(f"{what} failed (exit {proc.returncode}): {shlex.join(cmd)}\n{tail}")
     return time.perf_counter() - start
 
@@ -328,9 +330,9 @@ def min_versions(chapters: list[str], work: Path) -> int:
     timings["cfutils[llm] at its lower bounds + ipykernel"] = pip(
         python, ["-c", str(constraints), f"cfutils[llm] @ {source.as_uri()}", "ipykernel"],
         "installing the lower bounds")
+    run([str(python), "-m", "pip", "check"], "pip check (the lower bounds are inconsistent)")
     timings["--no-deps " + " ".join(nodeps_pins())] = pip(python, ["--no-deps", *nodeps_pins()],
                                                             "installing requirements-nodeps.txt")
-    run([str(python), "-m", "pip", "check"], "pip check (the lower bounds are inconsistent)")
     jupyter = work / "jupyter"
     kernel = kernelspec(jupyter, python)
     env = clean_env(JUPYTER_PATH=str(jupyter), CFUTILS_PROGRESS="0", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
