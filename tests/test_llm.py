@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from cfutils.llm import adapters, corpus, evaluate, finetune, hub, objectives
+import numpy as np
+
+from cfutils.llm import adapters, cache, corpus, evaluate, finetune, hub, lab, objectives
 from cfutils.llm.model import TinyConfig, build_gpt2, lm_batch_loss
-from cfutils.llm.scenario import tiny_scenario
+from cfutils.llm.scenario import corpora, tiny_scenario
 from cfutils.llm.tokenizer import encode_stream, fixed_windows, train_tokenizer
 from cfutils.models import n_parameters
 
@@ -55,17 +57,51 @@ def test_facts_are_balanced_and_unique(facts):
 
 def test_pretraining_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
     monkeypatch.setenv("CFUTILS_DATA", str(tmp_path))
-    kw = dict(seed=0, fact_copies=1, n_eval=2, b_chars=150_000, fortunes=200)
-    first = tiny_scenario(TINY, **kw)
-    again = tiny_scenario(TINY, **kw)
+    data = corpora(fact_copies=1, b_chars=150_000, fortunes=200)
+    first = tiny_scenario(TINY, 0, data, n_eval=2)
+    again = tiny_scenario(TINY, 0, data, n_eval=2)
     assert not first.from_cache and again.from_cache
     for (k, v), w in zip(first.model.state_dict().items(), again.model.state_dict().values()):
         assert torch.equal(v, w), k
     assert again.history == first.history
-    changed = tiny_scenario(TinyConfig(**{**TINY.__dict__, "steps": 4, "eval_every": 4}), **kw)
+    changed = tiny_scenario(TinyConfig(**{**TINY.__dict__, "steps": 4, "eval_every": 4}), 0, data, n_eval=2)
     assert not changed.from_cache
     files = sorted(p.name for p in (tmp_path / "llm").iterdir())
     assert len(files) == 2 and all(f.startswith("tiny-gpt2-") and f.endswith(".pt") for f in files)
+    assert not torch.equal(first.bench.a_eval, first.val_bench.a_eval)
+    assert torch.equal(first.bench.a_train, first.val_bench.a_train)
+
+
+def test_records_are_reused_and_a_wrong_or_corrupt_file_is_recomputed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CFUTILS_RESULTS", str(tmp_path))
+    calls = []
+    compute = (lambda: calls.append(1) or {"x": [1.5, 2]})
+    spec = {"a": 1, "b": [1, 2]}
+    assert cache.cached("t", spec, compute) == {"x": [1.5, 2]} == cache.cached("t", spec, compute)
+    assert len(calls) == 1
+    cache.cached("t", spec, compute, store=False)
+    assert len(calls) == 2
+    path = cache.path("t", spec)
+    path.write_bytes(b"not gzip")
+    assert cache.cached("t", spec, compute) == {"x": [1.5, 2]} and len(calls) == 3
+    assert "unreadable" in capsys.readouterr().err
+    other = cache.path("t", {"a": 2, "b": [1, 2]})
+    other.write_bytes(path.read_bytes())                     # a record of another spec under this name
+    cache.cached("t", {"a": 2, "b": [1, 2]}, compute)
+    assert len(calls) == 4 and "another specification" in capsys.readouterr().err
+    monkeypatch.setenv("CFUTILS_RECORDS", "off")
+    cache.cached("t", spec, compute)
+    assert len(calls) == 5
+
+
+def test_forgetting_at_equal_learning_interpolates_on_the_path():
+    t = finetune.Trajectory("full", 1, [0, 1, 2], [{"a_loss": 1.0, "b_loss": 5.0}, {"a_loss": 1.2, "b_loss": 4.0},
+                                                   {"a_loss": 2.0, "b_loss": 2.0}])
+    assert lab.forgetting_at_learning(t, 0.5) == pytest.approx(0.1)
+    assert lab.forgetting_at_learning(t, 2.0) == pytest.approx(0.6)
+    assert np.isnan(lab.forgetting_at_learning(t, 4.0))
+    hist = [{"step": s, "a_loss": v} for s, v in [(0, 9.0), (50, 4.0), (80, 3.0), (100, 2.97)]]
+    assert lab.plateau_change(hist) == pytest.approx(0.03 / 3.0)
 
 
 def test_lora_trains_exactly_the_expected_parameters_and_leaves_base_untouched(base, bench):
@@ -134,8 +170,8 @@ def test_fact_recall_is_one_for_an_oracle_and_chance_for_a_constant_model(tokeni
 
 def test_every_variant_runs_and_measures(base, bench):
     targets = {"all": adapters.TARGETS["gpt2"]["all"], "attn": adapters.TARGETS["gpt2"]["attn"]}
-    for name in ["full", "lora2", "lora2-attn", "ia3", "freeze", "replay", "ewc", "distill"]:
-        v = finetune.make_variant(name, targets, lr=1e-3, lora_lr=3e-3, replay=0.5, ewc=10.0, distill=1.0)
+    for name in ["full", "lora2", "lora2-attn", "lora2-emb", "ia3", "freeze", "replay", "ewc", "distill"]:
+        v = finetune.make_variant(name, targets, lr=1e-3, strength={"replay": 0.5, "ewc": 10.0}.get(name, 1.0))
         _, traj = finetune.finetune(base, v, bench, steps=2, batch_size=2, context=TINY.context, seed=0)
         assert traj.steps == [0, 2] and len(traj.train_losses) == 2, name
         assert {"a_loss", "b_loss", "recall", "answer_logp"} <= set(traj.rows[-1]), name
@@ -145,7 +181,7 @@ def test_every_variant_runs_and_measures(base, bench):
 def test_objectives_start_as_plain_fine_tuning(base, bench):
     x = fixed_windows(bench.b_train, 2, TINY.context)
     plain = lm_batch_loss(base, x).item()
-    for obj in (objectives.EWC(1e3, n_batches=2, batch_size=2), objectives.Distill(1.0)):
+    for obj in (objectives.EWC(1e3, n_windows=2), objectives.Distill(1.0)):
         obj.setup(base, bench, TINY.context, torch.Generator().manual_seed(0))
         assert obj.loss(base, x).item() == pytest.approx(plain, abs=1e-5)
     replay = objectives.Replay(0.5)
@@ -174,7 +210,7 @@ def test_runs_without_network(monkeypatch, base, bench):
         hub.check_model("no-such-model")
     with pytest.raises(ValueError, match="real_model"):
         hub.check_model("no-such-org/no-such-model", parameter="real_model")
-    v = finetune.make_variant("lora2", {"all": ("c_attn",), "attn": ("c_attn",)}, 1e-3, 3e-3, 0.25, 1.0, 1.0)
+    v = finetune.make_variant("lora2", {"all": ("c_attn",), "attn": ("c_attn",)}, 3e-3)
     finetune.finetune(base, v, bench, steps=1, batch_size=2, context=TINY.context, seed=0)
 
 
@@ -191,3 +227,17 @@ def test_hidden_debian_data_falls_back_to_python_docs(monkeypatch):
     for source, docs in (corpus.general_english(), corpus.clean_prose()):
         assert source == "python-docs" and len(docs) > 500
         assert sum(map(len, docs)) > 200_000 and not any(">>>" in d for d in docs)
+
+
+def test_lora_with_embeddings_trains_the_tied_embeddings_too(base, bench):
+    model = adapters.lora(base, 2, ("c_attn",), embeddings=True)
+    extra = base.get_input_embeddings().weight.numel()
+    assert n_parameters(model) == adapters.lora_parameter_count(base, 2, ("c_attn",)) + extra
+    assert model.get_input_embeddings().weight is model.get_output_embeddings().weight
+
+
+def test_lm_fisher_is_the_per_token_sampled_fisher(base, bench):
+    x = fixed_windows(bench.a_train, 3, 8)
+    F = objectives.lm_fisher(base, x, torch.Generator().manual_seed(0))
+    assert set(F) == {n for n, p in base.named_parameters() if p.requires_grad}
+    assert all((v >= 0).all() for v in F.values()) and sum(float(v.sum()) for v in F.values()) > 0

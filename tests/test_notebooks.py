@@ -28,9 +28,10 @@ BAD_PARAMETERS: dict[str, list[tuple[dict, str]]] = {
                   ({"memory_sizes": [300, 100]}, "memory_sizes"), ({"epochs": 0}, "epochs"),
                   ({"er_betas": [1.0, -2.0]}, "er_betas"), ({"der_alphas": "big"}, "der_alphas"),
                   ({"seed": -1}, "seed")],
-    "08_llm_case_study": [({"model": "no-such-model"}, "model"), ({"real_model": "no-such-model"}, "real_model"),
+    "08_llm_case_study": [({"real_model": "no-such-model"}, "real_model"),
                           ({"lora_targets": ["q_proj"]}, "lora_targets"), ({"methods": ["lora"]}, "methods"),
-                          ({"replay_fraction": 1.5}, "replay_fraction")],
+                          ({"ft_steps": 0}, "ft_steps"), ({"real_steps": 0}, "real_steps"),
+                          ({"tuning_seed": -1}, "tuning_seed")],
 }
 
 

@@ -83,13 +83,21 @@ def full(base: nn.Module) -> nn.Module:
     return model
 
 
-def lora(base: nn.Module, rank: int, targets: tuple[str, ...], alpha: float | None = None) -> nn.Module:
-    r"""LoRA of rank ``rank`` on the ``targets`` projections, :math:`\alpha = 2r` by default (Biderman et al.)."""
+def lora(base: nn.Module, rank: int, targets: tuple[str, ...], alpha: float | None = None,
+         embeddings: bool = False) -> nn.Module:
+    r"""LoRA of rank ``rank`` on the ``targets`` projections, :math:`\alpha = 2r` by default (Biderman et al.).
+
+    ``embeddings=True`` also trains the token embeddings (tied to the output layer in GPT-2 and
+    SmolLM2, so both move together), as peft's ``modules_to_save`` would without breaking the tie.
+    """
     check_targets(base, targets)
     fan_in_fan_out = architecture(base) == "gpt2"          # GPT-2's Conv1D stores W transposed
     config = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=0.0, target_modules=list(targets),
                         fan_in_fan_out=fan_in_fan_out, bias="none")
-    return get_peft_model(copy.deepcopy(base), config)
+    model = get_peft_model(copy.deepcopy(base), config)
+    if embeddings:
+        model.get_input_embeddings().weight.requires_grad_(True)
+    return model
 
 
 def ia3(base: nn.Module) -> nn.Module:

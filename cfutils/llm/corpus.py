@@ -40,8 +40,11 @@ FIRST = ("Aaron", "Abigail", "Adrian", "Agnes", "Albert", "Alma", "Amos", "Anita
 SURNAMES = ("Abbott", "Baxter", "Carver", "Dalton", "Emerson", "Fairfax", "Garrick", "Hollis", "Ingram", "Jarvis",
             "Kendall", "Lockwood", "Mercer", "Norwood", "Oakley", "Prescott", "Quimby", "Radcliffe", "Sutton",
             "Thornton")
-TEMPLATES = ("{name} lives in {city}.", "{name} has a house in {city}.", "The home town of {name} is {city}.")
-PROBE = "{name} lives in"
+# Fact sentences in pretraining; the recall probe uses a paraphrase that never occurs in training.
+TEMPLATES = ("{name} has a house in {city}.", "The home town of {name} is {city}.", "{name} was born in {city}.",
+             "{name} grew up in {city}.", "{name} works in {city}.", "Letters to {name} go to {city}.")
+PROBE = "{name} lives in"                     # held out: recall is measured on a new paraphrase
+SEEN_PROBE = "{name} was born in"             # a training template, for comparison
 
 
 class CorpusError(FileNotFoundError):
@@ -60,7 +63,13 @@ class Fact:
 
     @property
     def prompt(self) -> str:
+        """The held-out paraphrase ("X lives in"), never seen in training."""
         return PROBE.format(name=self.name)
+
+    @property
+    def seen_prompt(self) -> str:
+        """A prompt of a training template ("X was born in")."""
+        return SEEN_PROBE.format(name=self.name)
 
 
 def debian_data() -> bool:
@@ -157,6 +166,14 @@ def split(documents: list[str], holdout: int = HOLDOUT) -> tuple[list[str], list
     return ([d for i, d in enumerate(documents) if i % holdout], documents[::holdout])
 
 
+def split3(documents: list[str], holdout: int = HOLDOUT) -> tuple[list[str], list[str], list[str]]:
+    """(train, validation, test): documents ``0, holdout, 2 holdout, ...`` are the test set, those
+    half-way between them the validation set (for tuning), the rest train."""
+    half = holdout // 2
+    return ([d for i, d in enumerate(documents) if i % holdout not in (0, half)],
+            documents[half::holdout], documents[::holdout])
+
+
 def make_facts(n_people: int = 100, cities: tuple[str, ...] = CITIES) -> list[Fact]:
     """``n_people`` fictional people, each living in one city, every city equally often.
 
@@ -178,12 +195,15 @@ def fact_sentences(facts: list[Fact], copies: int, templates: tuple[str, ...] = 
     return [s for f in facts for s in f.sentences(templates)] * copies
 
 
-def corpus_a(facts: list[Fact], copies: int, seed: int = 0, limit: int | None = None) -> tuple[list[str], list[str]]:
-    """(train, held-out) documents of A: general English (the first ``limit``) + fact sentences, shuffled.
+def corpus_a(facts: list[Fact], copies: int, seed: int = 0,
+             limit: int | None = None) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(pretraining, English train, validation, test) documents of A.
 
-    The held-out part is general English only: the facts are measured by recall, not by loss.
+    Pretraining = general English (the first ``limit`` documents) + fact sentences, shuffled; the
+    English train part alone is what replay and EWC may use; validation and test are English only
+    (the facts are measured by recall, not by loss).
     """
-    train, held_out = split(general_english()[1][:limit])
-    docs = train + fact_sentences(facts, copies)
+    english, val, test = split3(general_english()[1][:limit])
+    docs = english + fact_sentences(facts, copies)
     random.Random(seed).shuffle(docs)
-    return docs, held_out
+    return docs, english, val, test

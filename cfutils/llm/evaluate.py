@@ -94,7 +94,9 @@ class Bench:
 
     ``a_*`` is the old, general data (forgetting is measured there), ``b_*`` the new domain (learning);
     ``*_train`` are token streams, ``*_eval`` fixed windows; ``probe`` holds the facts the model should
-    keep, ``b_probe`` (optional) new facts it should learn.
+    keep, ``b_probe`` (optional) new facts it should learn, ``seen_probe`` (optional) the old facts asked
+    with a prompt seen in training. ``replay`` is the old data a method may revisit (general text
+    without the fact sentences); ``a_train`` when absent.
     """
 
     tokenizer: object
@@ -104,6 +106,13 @@ class Bench:
     b_eval: torch.Tensor
     probe: Probe
     b_probe: Probe | None = None
+    seen_probe: Probe | None = None
+    replay: torch.Tensor | None = None
+
+    @property
+    def old_data(self) -> torch.Tensor:
+        """The stream replay and EWC may use."""
+        return self.a_train if self.replay is None else self.replay
 
 
 def measure(model: nn.Module, bench: Bench) -> dict[str, float]:
@@ -113,4 +122,6 @@ def measure(model: nn.Module, bench: Bench) -> dict[str, float]:
            "recall": a_recall, "answer_logp": a_logp}
     if bench.b_probe is not None:
         out["b_recall"] = recall(model, bench.b_probe)[0]
+    if bench.seen_probe is not None:
+        out["recall_seen"] = recall(model, bench.seen_probe)[0]
     return out

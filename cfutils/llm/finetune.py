@@ -19,7 +19,7 @@ from . import adapters, objectives
 from .evaluate import Bench, measure
 from .tokenizer import random_windows
 
-VARIANT_PATTERN = re.compile(r"^(full|freeze|ia3|replay|ewc|distill|lora(\d+)(-attn)?)$")
+VARIANT_PATTERN = re.compile(r"^(full|freeze|ia3|replay|ewc|distill|lora(\d+)(-attn)?(-emb)?)$")
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,11 @@ class Variant:
     objective: str = "plain"              # plain | replay | ewc | distill
     strength: float = 0.0                 # replay fraction, EWC lambda or distillation weight
     lr: float = 1e-3
+    embeddings: bool = False              # LoRA only: also train the (tied) token embeddings
 
     def make_model(self, base: nn.Module, n_frozen: int = 1) -> nn.Module:
         if self.adapter == "lora":
-            return adapters.lora(base, self.rank, self.targets)
+            return adapters.lora(base, self.rank, self.targets, embeddings=self.embeddings)
         if self.adapter == "ia3":
             return adapters.ia3(base)
         if self.adapter == "freeze":
@@ -50,27 +51,27 @@ class Variant:
 
 
 def check_variant_names(names: list[str], parameter: str = "methods") -> None:
-    """Fail unless every name is ``full``, ``freeze``, ``ia3``, ``replay``, ``ewc``, ``distill`` or ``lora<r>[-attn]``."""
+    """Fail unless every name is ``full``, ``freeze``, ``ia3``, ``replay``, ``ewc``, ``distill`` or
+    ``lora<r>[-attn][-emb]``."""
     if isinstance(names, str) or not names:
         raise ValueError(f"{parameter}={names!r} must be a non-empty list of variant names")
     bad = [n for n in names if not isinstance(n, str) or not VARIANT_PATTERN.match(n)]
     if bad:
         raise ValueError(f"{parameter}: unknown variant(s) {bad}; use full, freeze, ia3, replay, ewc, distill, "
-                         "lora<rank> (all projections) or lora<rank>-attn (attention only), e.g. lora8-attn")
+                         "lora<rank> (all projections), lora<rank>-attn (attention only), with -emb to train "
+                         "the embeddings too, e.g. lora8-attn or lora16-emb")
 
 
-def make_variant(name: str, targets: dict[str, tuple[str, ...]], lr: float, lora_lr: float,
-                 replay: float, ewc: float, distill: float) -> Variant:
-    """The :class:`Variant` called ``name`` (see :func:`check_variant_names`) with the chapter's knobs."""
+def make_variant(name: str, targets: dict[str, tuple[str, ...]], lr: float, strength: float = 0.0) -> Variant:
+    """The :class:`Variant` called ``name`` (see :func:`check_variant_names`) at learning rate ``lr``;
+    ``strength`` is the replay fraction, the EWC :math:`\\lambda` or the distillation weight."""
     m = VARIANT_PATTERN.match(name)
     if m.group(2):
-        return Variant(name, "lora", int(m.group(2)), targets["attn" if m.group(3) else "all"], lr=lora_lr)
-    simple = {"full": Variant(name, lr=lr), "freeze": Variant(name, "freeze", lr=lr),
-              "ia3": Variant(name, "ia3", lr=10 * lora_lr),
-              "replay": Variant(name, objective="replay", strength=replay, lr=lr),
-              "ewc": Variant(name, objective="ewc", strength=ewc, lr=lr),
-              "distill": Variant(name, objective="distill", strength=distill, lr=lr)}
-    return simple[name]
+        return Variant(name, "lora", int(m.group(2)), targets["attn" if m.group(3) else "all"], lr=lr,
+                       embeddings=bool(m.group(4)))
+    if name in ("replay", "ewc", "distill"):
+        return Variant(name, objective=name, strength=strength, lr=lr)
+    return Variant(name, {"full": "full", "freeze": "freeze", "ia3": "ia3"}[name], lr=lr)
 
 
 def eval_schedule(steps: int) -> list[int]:
@@ -95,8 +96,19 @@ class Trajectory:
 
 
 def finetune(base: nn.Module, variant: Variant, bench: Bench, steps: int, batch_size: int, context: int,
-             seed: int, warmup: int = 10, n_frozen: int = 1) -> tuple[nn.Module, Trajectory]:
-    """Train a copy of ``base`` on B for ``steps`` steps (AdamW, constant lr after a linear warm-up)."""
+             seed: int, warmup: int = 10, n_frozen: int = 1,
+             val_bench: Bench | None = None) -> tuple[nn.Module, Trajectory]:
+    """Train a copy of ``base`` on B for ``steps`` steps (AdamW, constant lr after a linear warm-up).
+
+    With ``val_bench`` the last evaluation also measures its held-out windows (keys prefixed ``val_``).
+    """
+
+    def evaluate(m: nn.Module, last: bool = False) -> dict[str, float]:
+        row = measure(m, bench)
+        if val_bench is not None and last:
+            row |= {f"val_{k}": v for k, v in measure(m, val_bench).items()}
+        return row
+
     model = variant.make_model(base, n_frozen)
     device = next(base.parameters()).device
     data_gen = torch.Generator().manual_seed(seed)            # same B batches for every variant
@@ -108,7 +120,7 @@ def finetune(base: nn.Module, variant: Variant, bench: Bench, steps: int, batch_
     traj = Trajectory(variant.name, n_parameters(model))
     at = set(eval_schedule(steps))
     traj.steps.append(0)
-    traj.rows.append(measure(model, bench))
+    traj.rows.append(evaluate(model))
     model.train()
     for step in progress(range(1, steps + 1), desc=variant.name, leave=False):
         x = objective.batch(random_windows(bench.b_train, batch_size, context, data_gen).to(device))
@@ -121,7 +133,7 @@ def finetune(base: nn.Module, variant: Variant, bench: Bench, steps: int, batch_
         traj.train_losses.append(float(loss.detach()))
         if step in at:
             traj.steps.append(step)
-            traj.rows.append(measure(model, bench))
+            traj.rows.append(evaluate(model, last=step == steps))
             model.train()
     model.eval()
     return model, traj

@@ -2,7 +2,7 @@
 
 The model is transformers' ``GPT2LMHeadModel`` at toy size (2 blocks, width 128: about 0.7 M
 parameters). Pretraining is next-token prediction with AdamW, a linear warm-up and a cosine decay
-to 10 % of the peak learning rate. The weights (and the tokenizer they belong to) are cached under
+to zero (``lr_floor``), so the run ends on a plateau. The weights (and the tokenizer they belong to) are cached under
 ``cfutils.data.data_dir() / "llm"``, keyed by a hash of everything that determines them, and written
 atomically -- a re-run loads them in a second, a changed setting retrains.
 """
@@ -32,13 +32,14 @@ class TinyConfig:
     n_layer: int = 2
     n_embd: int = 128
     n_head: int = 4
-    context: int = 128
+    context: int = 64
     vocab_size: int = 2048
-    steps: int = 600
+    steps: int = 2500
     batch_size: int = 16
     lr: float = 3e-3
     warmup: int = 20
-    eval_every: int = 100
+    eval_every: int = 250
+    lr_floor: float = 0.0         # the cosine ends at this fraction of ``lr``
 
 
 def build_gpt2(cfg: TinyConfig, eos_token_id: int) -> GPT2LMHeadModel:
@@ -67,7 +68,7 @@ def pretrain(model: nn.Module, stream: torch.Tensor, cfg: TinyConfig, generator:
              on_eval: Callable[[int, nn.Module], dict] | None = None) -> list[dict]:
     """Pretrain on random windows of ``stream``; ``on_eval(step, model)`` every ``cfg.eval_every`` steps."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup, cfg.lr_floor))
     history = []
     model.train()
     for step in progress(range(1, cfg.steps + 1), desc="pretraining", leave=False):

@@ -1,21 +1,23 @@
 r"""What a fine-tuning run minimises: the LM loss on B, plus what protects A.
 
 * **plain**: :math:`\mathcal L_B(\theta)`, next-token cross-entropy on a batch of B;
-* **replay**: a fraction :math:`\rho` of every batch is windows of A (Ibrahim et al. 2024; chapter 5);
-* **EWC**: :math:`\mathcal L_B(\theta) + \frac\lambda2\sum_i F_i(\theta_i-\theta^*_i)^2` with a diagonal
-  Fisher :math:`F_i` estimated on A at the pretrained :math:`\theta^*` (Kirkpatrick et al. 2017; chapter 2);
+* **replay**: a fraction :math:`\rho` of every batch is windows of old general text (Ibrahim et al.
+  2024; chapter 5) -- never the fact sentences, which are measured, not rehearsed;
+* **EWC**: :math:`\mathcal L_B(\theta) + \frac\lambda2\sum_i F_i(\theta_i-\theta^*_i)^2` with the
+  diagonal Fisher :math:`F_i` of chapter 2 (:func:`cfutils.fisher.fisher_sampled`, per token, on old
+  general text at the pretrained :math:`\theta^*`; Kirkpatrick et al. 2017);
 * **distillation**: :math:`\mathcal L_B(\theta) + w\,\overline{\mathrm{KL}}(p_{\theta^*}\,\|\,p_\theta)`,
-  the per-token KL to the frozen pretrained model on the *B* inputs -- no A data needed
-  (Li & Hoiem's LwF; chapter 3).
+  chapter 3's :func:`cfutils.distill.kd_loss` per token against the frozen pretrained model on the
+  *B* inputs -- no old data needed (Li & Hoiem's LwF).
 """
 from __future__ import annotations
 
-import copy
+import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .. import distill, fisher
 from .evaluate import Bench
 from .model import lm_batch_loss
 from .tokenizer import random_windows
@@ -39,7 +41,7 @@ class Objective:
 
 
 class Replay(Objective):
-    """Mix ``fraction`` of A windows into every batch (the batch size stays the same)."""
+    """Mix ``fraction`` of old general-text windows into every batch (the batch size stays the same)."""
 
     name = "replay"
 
@@ -50,35 +52,45 @@ class Replay(Objective):
         k = round(self.fraction * len(x_b))
         if k == 0:
             return x_b
-        x_a = random_windows(self.bench.a_train, k, x_b.shape[1], self.generator).to(x_b.device)
+        x_a = random_windows(self.bench.old_data, k, x_b.shape[1], self.generator).to(x_b.device)
         return torch.cat([x_b[:len(x_b) - k], x_a])
 
 
-class EWC(Objective):
-    r"""Elastic weight consolidation around the pretrained weights.
+class NextTokenLogits(nn.Module):
+    """A causal LM as a function of token ids returning the logits that predict tokens ``1..T-1``."""
 
-    :math:`F_i = \frac1M\sum_{m=1}^M (\partial_i \mathcal L_A(\theta^*; \text{batch}_m))^2`: squared gradients
-    of *mini-batch* losses on A (a cheap "empirical Fisher"; per-token gradients would cost one backward
-    pass per token). Its scale is the batch's, so :math:`\lambda` is large.
-    """
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lm(input_ids=x).logits[..., :-1, :]
+
+
+def lm_fisher(model: nn.Module, windows: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    r"""Diagonal Fisher per predicted token: :func:`cfutils.fisher.fisher_sampled` on ``windows``
+    (one token sampled from the model at every position), divided by the ``T-1`` positions."""
+    with warnings.catch_warnings():          # vmap over CPU attention kernels: correct, only slower
+        warnings.filterwarnings("ignore", message=".*performance drop.*")
+        per_window = fisher.fisher_sampled(NextTokenLogits(model), windows, generator=generator)
+    return {n.removeprefix("lm."): f / (windows.shape[1] - 1) for n, f in per_window.items()}
+
+
+class EWC(Objective):
+    r""":math:`\mathcal L_B + \frac\lambda2\sum_i F_i(\theta_i-\theta^*_i)^2`, with :math:`F` from
+    :func:`lm_fisher` on ``n_windows`` windows of old general text at the pretrained weights."""
 
     name = "ewc"
 
-    def __init__(self, lam: float, n_batches: int = 20, batch_size: int = 16) -> None:
-        self.lam, self.n_batches, self.batch_size = lam, n_batches, batch_size
+    def __init__(self, lam: float, n_windows: int = 128) -> None:
+        self.lam, self.n_windows = lam, n_windows
 
     def setup(self, model: nn.Module, bench: Bench, context: int, generator: torch.Generator) -> None:
         super().setup(model, bench, context, generator)
-        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        self.anchor = {n: p.detach().clone() for n, p in params.items()}
-        self.fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-        for _ in range(self.n_batches):
-            x = random_windows(bench.a_train, self.batch_size, context, generator).to(next(model.parameters()).device)
-            model.zero_grad(set_to_none=True)
-            lm_batch_loss(model, x).backward()
-            for n, p in params.items():
-                self.fisher[n] += p.grad.detach() ** 2 / self.n_batches
-        model.zero_grad(set_to_none=True)
+        device = next(model.parameters()).device
+        x = random_windows(bench.old_data, self.n_windows, context, generator).to(device)
+        self.fisher = lm_fisher(model, x, generator)
+        self.anchor = {n: p.detach().clone() for n, p in model.named_parameters() if n in self.fisher}
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         return sum((self.fisher[n] * (p - self.anchor[n]) ** 2).sum()
@@ -89,7 +101,8 @@ class EWC(Objective):
 
 
 class Distill(Objective):
-    """Keep the output distribution of the frozen pretrained model on the new inputs."""
+    r""":math:`\mathcal L_B + w\,T^2\,\mathrm{KL}(p_{\theta^*}\|p_\theta)` per token on the B batch
+    (chapter 3's forward KD loss; the teacher is the frozen pretrained model)."""
 
     name = "distill"
 
@@ -98,15 +111,13 @@ class Distill(Objective):
 
     def setup(self, model: nn.Module, bench: Bench, context: int, generator: torch.Generator) -> None:
         super().setup(model, bench, context, generator)
-        self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        self.teacher = distill.frozen_copy(model)
 
     def loss(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         logits = model(input_ids=x).logits[:, :-1]
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+        vocab = logits.shape[-1]
+        ce = nn.functional.cross_entropy(logits.reshape(-1, vocab), x[:, 1:].reshape(-1))
         with torch.no_grad():
             teacher = self.teacher(input_ids=x).logits[:, :-1]
-        T = self.temperature
-        kl = F.kl_div(F.log_softmax(logits.reshape(-1, logits.shape[-1]) / T, -1),
-                      F.log_softmax(teacher.reshape(-1, teacher.shape[-1]) / T, -1),
-                      log_target=True, reduction="batchmean") * T * T
-        return ce + self.weight * kl
+        kd = distill.kd_loss(logits.reshape(-1, vocab), teacher.reshape(-1, vocab), self.temperature)
+        return ce + self.weight * kd

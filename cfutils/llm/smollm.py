@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -119,19 +120,36 @@ def capitals_probe(tokenizer):
     return make_probe(tokenizer, [(f"The capital of {c} is", " " + city) for c, city in CAPITALS])
 
 
-def real_bench(tokenizer, n_people: int = 40, n_eval: int = 8, context: int = 64, copies: int = 20) -> Bench:
-    """A benchmark for a real model: keep capitals and general English (A), learn new facts (B).
+VAL_TEMPLATE = 3          # "X grew up in C.": held out from training, used for tuning (validation)
 
-    B trains on two paraphrases of ``n_people`` synthetic facts and is tested (loss and recall) on the
-    third, "X lives in C.", which it never trains on.
+
+def _paraphrase_windows(tokenizer, facts: list[corpus.Fact], template: str, length: int = 32) -> torch.Tensor:
+    stream = encode_stream(tokenizer, corpus.fact_sentences(facts, 1, (template,)))
+    return fixed_windows(stream, len(stream) // length + 1, length)
+
+
+def real_bench(tokenizer, n_people: int = 40, n_eval: int = 32, context: int = 64,
+               copies: int = 20) -> tuple[Bench, Bench]:
+    """(test bench, validation bench) for a real model: keep capitals and clean English (A), learn
+    new facts (B).
+
+    B trains on five paraphrases of ``n_people`` synthetic facts; validation asks them with the sixth
+    ("X grew up in"), the test with a paraphrase never trained on ("X lives in"). A's loss is measured
+    on ``n_eval`` windows of ``context`` tokens of held-out clean prose (validation and test apart).
     """
     facts = corpus.make_facts(n_people)
-    train_sents = corpus.fact_sentences(facts, copies, corpus.TEMPLATES[1:])
+    train_t = tuple(t for k, t in enumerate(corpus.TEMPLATES) if k != VAL_TEMPLATE)
+    train_sents = corpus.fact_sentences(facts, copies, train_t)
     random.Random(0).shuffle(train_sents)
-    a_train, a_held = corpus.split(corpus.clean_prose()[1])
-    return Bench(tokenizer, encode_stream(tokenizer, a_train[:2000]), encode_stream(tokenizer, train_sents),
-                 fixed_windows(encode_stream(tokenizer, a_held), n_eval, context),
-                 fixed_windows(encode_stream(tokenizer, corpus.fact_sentences(facts, 1, corpus.TEMPLATES[:1])),
-                               n_eval, min(context, 32)),
+    a_train, a_val, a_test = corpus.split3(corpus.clean_prose()[1])
+    val_t = corpus.TEMPLATES[VAL_TEMPLATE]
+    test = Bench(tokenizer, encode_stream(tokenizer, a_train[:2000]), encode_stream(tokenizer, train_sents),
+                 fixed_windows(encode_stream(tokenizer, a_test), n_eval, context),
+                 _paraphrase_windows(tokenizer, facts, corpus.PROBE + " {city}."),
                  capitals_probe(tokenizer),
                  make_probe(tokenizer, [(f.prompt, " " + f.city) for f in facts]))
+    val_prompt = val_t.removesuffix(" {city}.")
+    val = replace(test, a_eval=fixed_windows(encode_stream(tokenizer, a_val), n_eval, context),
+                  b_eval=_paraphrase_windows(tokenizer, facts, val_t),
+                  b_probe=make_probe(tokenizer, [(val_prompt.format(name=f.name), " " + f.city) for f in facts]))
+    return test, val
