@@ -4,8 +4,8 @@
     python scripts/set_colab_cell.py --llm notebooks/08_llm_case_study.ipynb         # cfutils[llm] + SmolLM2
     python scripts/set_colab_cell.py --check notebooks/*.ipynb                       # exit 1 if one differs
 
-Only that cell's ``source`` changes: the JSON is re-written as nbformat writes it (indent 1, sorted keys),
-so every output, execution count and other cell stays byte-identical (checked before writing).
+Only that cell's ``source`` changes: the JSON is re-written in the layout it had (nbformat's indent 1, keys
+sorted or in their order), so every output, execution count and other cell stays byte-identical.
 The repository URL comes from ``_config.yml``. ``scripts/check_install_path.py --colab`` runs exactly
 these ``%pip install`` lines (against a copy of the checkout) in a fresh virtualenv.
 """
@@ -36,7 +36,9 @@ def set_cell(path: Path, source: str, check: bool) -> bool:
     """True when the cell already had ``source``; otherwise write it (unless ``check``)."""
     raw = path.read_text()
     nb = json.loads(raw)
-    if json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n" != raw:
+    layouts = [dict(indent=1, sort_keys=True, ensure_ascii=False), dict(indent=1, ensure_ascii=False)]
+    layout = next((kw for kw in layouts if json.dumps(nb, **kw) + "\n" == raw), None)
+    if layout is None:
         raise SystemExit(f"{path}: not in nbformat's layout; re-writing it would change more than the cell")
     cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
     if "remove-cell" not in cell["metadata"].get("tags", []) or "google.colab" not in "".join(cell["source"]):
@@ -46,7 +48,7 @@ def set_cell(path: Path, source: str, check: bool) -> bool:
     if check:
         return False
     cell["source"] = source.splitlines(keepends=True)
-    path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    path.write_text(json.dumps(nb, **layout) + "\n")
     return False
 
 
