@@ -149,9 +149,14 @@ def copy_checkout(dest: Path) -> Path:
     return dest
 
 
+BASE_PYTHON: str | None = None   # --python
+
+
 def make_venv(venv: Path) -> Path:
-    base = shutil.which("python3", path=clean_env()["PATH"]) or "python3"   # not the project venv's python
+    base = BASE_PYTHON or shutil.which("python3", path=clean_env()["PATH"]) or "python3"  # not the project venv's
     run([base, "-m", "venv", str(venv)], "creating the virtualenv")
+    version = subprocess.run([str(venv / "bin" / "python"), "--version"], capture_output=True, text=True).stdout
+    log(f"fresh virtualenv: {version.strip()} ({base})")
     return venv / "bin" / "python"
 
 
@@ -368,7 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--min-versions", action="store_true", help="pyproject's lower bounds")
     parser.add_argument("--chapters", nargs="+", help="chapter numbers (default: 01 08 for --colab, 08 otherwise)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (virtualenv, outputs)")
+    parser.add_argument("--python", help="the interpreter of the fresh virtualenv (default: python3; Colab "
+                                         "runs Python 3.12)")
     args = parser.parse_args(argv)
+    global BASE_PYTHON
+    BASE_PYTHON = args.python
     chapters = args.chapters or (["01", "08"] if args.colab else ["08"])
     work = Path(tempfile.mkdtemp(prefix="cfbook-install-path-"))
     log(f"{'Colab' if args.colab else 'minimum-versions'} path, chapters {' '.join(chapters)}, in {work}")
