@@ -170,6 +170,9 @@ def split3(documents: list[str], holdout: int = HOLDOUT) -> tuple[list[str], lis
     """(train, validation, test): documents ``0, holdout, 2 holdout, ...`` are the test set, those
     half-way between them the validation set (for tuning), the rest train."""
     half = holdout // 2
+    if len(documents) <= half:
+        raise CorpusError(f"{len(documents)} documents leave the validation split empty: split3 needs more "
+                          f"than {half}; take more text (e.g. a larger b_chars)")
     return ([d for i, d in enumerate(documents) if i % holdout not in (0, half)],
             documents[half::holdout], documents[::holdout])
 
