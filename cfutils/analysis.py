@@ -10,6 +10,8 @@ r"""Tools that look inside a network that forgets: loss landscapes, linear probe
 * :func:`flat_parameters` and :func:`at_parameters` -- a model's parameters as one vector, and back.
 * :func:`group_logits` and :func:`group_shares` -- mean logit and share of predictions per group of
   output units (e.g. the classes of old and new tasks): the bias of the output layer towards recent classes.
+* :func:`train_two_tasks` -- two tasks over the same images trained together, with or without PCGrad's
+  surgery, logging the cosine between the task gradients at every step.
 """
 from __future__ import annotations
 
