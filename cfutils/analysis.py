@@ -10,6 +10,8 @@ r"""Tools that look inside a network that forgets: loss landscapes, linear probe
 * :func:`flat_parameters` and :func:`at_parameters` -- a model's parameters as one vector, and back.
 * :func:`group_logits` and :func:`group_shares` -- mean logit and share of predictions per group of
   output units (e.g. the classes of old and new tasks): the bias of the output layer towards recent classes.
+* :func:`train_two_tasks` -- two tasks over the same images trained together, with or without PCGrad's
+  surgery, logging the cosine between the task gradients at every step.
 """
 from __future__ import annotations
 
@@ -254,3 +256,54 @@ def watch_tasks(method, before=None, after=None):
     Watched.__name__ = Watched.__qualname__ = f"Watched{cls.__name__}"
     method.__class__ = Watched
     return method
+
+
+@dataclass
+class MultiTaskRun:
+    """Per-task test accuracy of a two-task run and the cosine of the task gradients at every step."""
+
+    accuracy: tuple[float, ...]
+    cosines: np.ndarray
+
+
+def train_two_tasks(x: torch.Tensor, labels: Sequence[torch.Tensor], x_test: torch.Tensor,
+                    test_labels: Sequence[torch.Tensor], *, surgery: bool, seed: int,
+                    width: int = 200, epochs: int = 3, lr: float = 0.05,
+                    batch_size: int = 128, code_scale: float = 10.0) -> MultiTaskRun:
+    r"""Train one MLP on tasks over the same images, told apart by a one-hot task code appended to
+    the input (times ``code_scale``, as loud as a
+    few pixels), and sharing all output units; the step is :math:`\sum_k g_k` or, with ``surgery``,
+    PCGrad's :math:`\sum_k g_k^{\mathrm{PC}}` (:func:`cfutils.methods.pcgrad.project_conflicts`).
+
+    Each batch holds the same images once per task; the seed fixes the initial weights, the batch
+    order and PCGrad's random order, so runs with and without surgery differ only in the step.
+    """
+    from .gradients import grad_vector, write_grad
+    from .methods.pcgrad import project_conflicts
+
+    n_tasks, n_out = len(labels), int(max(int(y.max()) for y in labels)) + 1
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(x[0].numel() + n_tasks, width), nn.ReLU(),
+                          nn.Linear(width, width), nn.ReLU(), nn.Linear(width, n_out))
+    params = list(model.parameters())
+    generator = torch.Generator().manual_seed(seed)
+
+    def coded(images: torch.Tensor, k: int) -> torch.Tensor:
+        code = code_scale * F.one_hot(torch.full((len(images),), k), n_tasks).to(images.dtype)
+        return torch.cat([images.flatten(1), code], 1)
+
+    cosines = []
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=generator).split(batch_size):
+            grads = torch.stack([grad_vector(F.cross_entropy(model(coded(x[idx], k)), y[idx]),
+                                             params) for k, y in enumerate(labels)])
+            cosines.append(float(F.cosine_similarity(grads[0], grads[1], dim=0)))
+            step = project_conflicts(grads, generator) if surgery else grads
+            write_grad(params, step.sum(0))
+            with torch.no_grad():
+                for p in params:
+                    p -= lr * p.grad
+    with torch.no_grad():
+        accuracy = tuple(float((model(coded(x_test, k)).argmax(1) == y).float().mean())
+                         for k, y in enumerate(test_labels))
+    return MultiTaskRun(accuracy, np.array(cosines))
