@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Sequence
@@ -218,17 +219,24 @@ def _download_with_torchvision(name: str) -> dict[str, torch.Tensor]:
     return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
 
 
-def atomic_save(obj: object, path: Path) -> None:
-    """Write ``obj`` next to ``path`` under a temporary name, then rename: readers never see half a file."""
+def atomic_write_bytes(blob: bytes, path: Path) -> None:
+    """Write ``blob`` next to ``path`` under a temporary name, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """``torch.save`` through :func:`atomic_write_bytes`."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(buffer.getvalue(), path)
 
 
 def _stratified(x: torch.Tensor, y: torch.Tensor, n: int | None, g: torch.Generator):

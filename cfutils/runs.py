@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -347,11 +346,7 @@ def save(record: Record, root: Path | None = None) -> Path:
                 losses=[round(v, 5) for v in record.losses])
     head = {"format": FORMAT, "identity": record.spec.identity(), "spec": record.spec.to_dict()}
     blob = gzip.compress(json.dumps({**head, "record": body}, sort_keys=True).encode(), mtime=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(blob)
-    os.replace(tmp, path)
+    data.atomic_write_bytes(blob, path)
     return path
 
 

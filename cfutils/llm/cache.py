@@ -13,11 +13,11 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..data import atomic_write_bytes
 from ..runs import records_enabled, results_dir
 
 FORMAT = 1           # bump when the layout or the meaning of a stored result changes
@@ -59,11 +59,7 @@ def save(kind: str, spec: dict[str, Any], result: Any, root: Path | None = None)
     file = path(kind, spec, root)
     blob = gzip.compress(json.dumps({"format": FORMAT, "kind": kind, "spec": _canonical(spec),
                                      "result": result}, sort_keys=True).encode(), mtime=0)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(blob)
-    os.replace(tmp, file)
+    atomic_write_bytes(blob, file)
     return file
 
 
