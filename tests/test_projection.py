@@ -9,12 +9,13 @@ import torch
 from torch import nn
 
 from cfutils.data import Dataset, split_stream
-from cfutils.gradients import flat_grad, grad_vector, memory_grads, write_grad
+from cfutils.gradients import (flat_grad, grad_vector, memory_grads, mlp_layers,
+                               sgd_on_each_sample, write_grad)
 from cfutils.methods import AGEM, GEM, GPM, MER, OGD, PCGrad, gem
 from cfutils.methods.episodic import episode
 from cfutils.methods.ogd import extend_basis
 from cfutils.methods.pcgrad import project_conflicts
-from cfutils.models import MLP
+from cfutils.models import MLP, MultiHeadMLP
 from cfutils.train import train
 
 
@@ -237,6 +238,30 @@ def test_mer_meta_gradient_reproduces_its_inner_step():
     opt.step()
     assert all(torch.allclose(p, e, atol=1e-6) for p, e in zip(params, expected))
     assert len(method.buffer) == 1
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_written_out_backprop_equals_autograd_sample_by_sample(masked):
+    """MER's per-sample SGD with the MLP's back-propagation written out = autograd's, step by step."""
+    torch.manual_seed(0)
+    fast, slow = MLP(16, (8, 6), 4), MLP(16, (8, 6), 4)
+    slow.load_state_dict(fast.state_dict())
+    x, y = torch.randn(7, 1, 4, 4), torch.tensor([0, 1, 3, 2, 1, 0, 3])
+    masks = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1]], dtype=torch.bool)[y // 2] if masked else None
+    layers = mlp_layers(fast, list(fast.parameters()))
+    sgd_on_each_sample(layers, x, y, 0.2, masks)
+    for n in range(len(y)):
+        z = slow(x[n:n + 1])
+        if masked:
+            z = z.masked_fill(~masks[n], torch.finfo(z.dtype).min / 2)
+        grads = torch.autograd.grad(nn.functional.cross_entropy(z, y[n:n + 1]), slow.parameters())
+        with torch.no_grad():
+            for p, g in zip(slow.parameters(), grads):
+                p.sub_(0.2 * g)
+    for p, q in zip(fast.parameters(), slow.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert mlp_layers(fast, list(fast.parameters())[:-1]) is None  # not every parameter trained
+    assert mlp_layers(MultiHeadMLP(16, (8,), (2, 2)), []) is None  # other networks: autograd
 
 
 METHODS = {

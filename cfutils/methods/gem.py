@@ -79,7 +79,9 @@ class GEM(EpisodicProjection):
         Gg = G @ g
         if bool((Gg >= 0).all()):
             return g
-        G64 = G.double()
-        G64 = G64 / G64.norm(dim=1, keepdim=True).clamp_min(torch.finfo(G64.dtype).tiny)
-        v = solve_dual(G64 @ G64.T, G64 @ g.double(), self.margin)
-        return torch.addmv(g.double(), G64.T, v).to(g.dtype)
+        G64, g64 = G.double(), g.double()
+        gram = G64 @ G64.T
+        # unit rows D G, D = diag(1 / |g_k|), without forming them: (DG)(DG)' = D GG' D, (DG)g = D Gg
+        scale = gram.diagonal().sqrt().clamp_min(torch.finfo(G64.dtype).tiny).reciprocal()
+        v = solve_dual(gram * scale[:, None] * scale, (G64 @ g64) * scale, self.margin)
+        return torch.addmv(g64, G64.T, v * scale).to(g.dtype)  # g + (DG)'v

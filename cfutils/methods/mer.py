@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import TaskStream
-from ..gradients import grads_of
+from ..gradients import grads_of, mlp_layers, sgd_on_each_sample
 from ..repro import check_float, check_int
 from .base import Method
 from .buffer import Buffer
@@ -92,14 +92,24 @@ class MER(Method):
         r"""An SGD step per sample, then
         :math:`\theta \leftarrow \theta_{i,0} + \beta(\theta - \theta_{i,0})`."""
         before = [p.detach().clone() for p in params]
+        self.sgd_on_each(model, params, x, y, t)
+        with torch.no_grad():
+            for p, p_before in zip(params, before):
+                p.lerp_(p_before, 1 - self.beta)  # = p_before + beta (p - p_before)
+
+    def sgd_on_each(self, model: nn.Module, params: list[nn.Parameter], x: torch.Tensor,
+                    y: torch.Tensor, t: torch.Tensor) -> None:
+        """One SGD step of rate alpha per sample, in order (an MLP's back-propagation written out,
+        autograd for any other network)."""
+        layers = mlp_layers(model, params)
+        if layers is not None:
+            masks = None if self.masks is None else self.masks[t]
+            return sgd_on_each_sample(layers, x, y, self.alpha, masks)
         for j in range(len(y)):
             loss = F.cross_entropy(self.logits(model, x[j:j + 1], t[j:j + 1]), y[j:j + 1])
             with torch.no_grad():
                 for p, g in zip(params, grads_of(loss, params)):
                     p.sub_(self.alpha * g)
-        with torch.no_grad():
-            for p, p_before in zip(params, before):
-                p.copy_(p_before.lerp(p, self.beta))
 
     def stored_bytes(self) -> int:
         """Bytes kept between tasks: the reservoir memory."""
