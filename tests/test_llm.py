@@ -10,7 +10,7 @@ from torch import nn
 
 import numpy as np
 
-from cfutils.llm import adapters, cache, corpus, evaluate, finetune, hub, lab, objectives
+from cfutils.llm import adapters, corpus, evaluate, finetune, hub, lab, objectives
 from cfutils.llm.model import TinyConfig, build_gpt2, lm_batch_loss
 from cfutils.llm.scenario import corpora, tiny_scenario
 from cfutils.llm.tokenizer import encode_stream, fixed_windows, train_tokenizer
@@ -70,28 +70,6 @@ def test_pretraining_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
     assert len(files) == 2 and all(f.startswith("tiny-gpt2-") and f.endswith(".pt") for f in files)
     assert not torch.equal(first.bench.a_eval, first.val_bench.a_eval)
     assert torch.equal(first.bench.a_train, first.val_bench.a_train)
-
-
-def test_records_are_reused_and_a_wrong_or_corrupt_file_is_recomputed(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("CFUTILS_RESULTS", str(tmp_path))
-    calls = []
-    compute = (lambda: calls.append(1) or {"x": [1.5, 2]})
-    spec = {"a": 1, "b": [1, 2]}
-    assert cache.cached("t", spec, compute) == {"x": [1.5, 2]} == cache.cached("t", spec, compute)
-    assert len(calls) == 1
-    cache.cached("t", spec, compute, store=False)
-    assert len(calls) == 2
-    path = cache.path("t", spec)
-    path.write_bytes(b"not gzip")
-    assert cache.cached("t", spec, compute) == {"x": [1.5, 2]} and len(calls) == 3
-    assert "unreadable" in capsys.readouterr().err
-    other = cache.path("t", {"a": 2, "b": [1, 2]})
-    other.write_bytes(path.read_bytes())                     # a record of another spec under this name
-    cache.cached("t", {"a": 2, "b": [1, 2]}, compute)
-    assert len(calls) == 4 and "another specification" in capsys.readouterr().err
-    monkeypatch.setenv("CFUTILS_RECORDS", "off")
-    cache.cached("t", spec, compute)
-    assert len(calls) == 5
 
 
 def test_forgetting_at_equal_learning_interpolates_on_the_path():

@@ -33,11 +33,11 @@ def cheapest_run_per_method() -> list[tuple[str, dict, dict]]:
     for manifest in sorted((RESULTS / "manifests").glob("*.txt")):
         for entry in sorted(set(manifest.read_text().split())):
             path = RESULTS / f"{entry}.json.gz"
-            if entry.startswith("llm/"):
-                continue  # chapter 8's language-model records (cfutils.llm.cache) are not RunSpec records
             if not path.exists():
                 continue  # a missing record re-trains when its chapter runs; nothing to compare here
             saved = json.loads(gzip.decompress(path.read_bytes()))
+            if "kind" in saved:
+                continue  # a cfutils.cache record (language models, multi-task pairs): no RunSpec
             key = (manifest.stem, saved["spec"]["method"])
             best = chosen.get(key)
             if best is None or saved["record"]["samples"] < best[1]["samples"]:

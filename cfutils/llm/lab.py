@@ -2,7 +2,7 @@
 
 A :class:`TinyLab` holds one scenario family (model size, corpora, evaluation windows); its runs are
 keyed by everything that decides them (:func:`cfutils.llm.scenario.scenario_key`, the variant, the
-budget, the evaluation split) and stored by :func:`cfutils.llm.cache.cached`. The pretrained model of a
+budget, the evaluation split) and stored by :func:`cfutils.cache.cached`. The pretrained model of a
 seed is built (or loaded from the weight cache) only when one of its runs is missing.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from . import cache
+from .. import cache
 from .finetune import Trajectory, Variant, finetune
 from .model import TinyConfig
 from .scenario import Corpora, Scenario, scenario_key, tiny_scenario
@@ -39,7 +39,7 @@ class TinyLab:
 
     def pretraining(self, seed: int) -> list[dict]:
         """Validation loss and recall every ``cfg.eval_every`` pretraining steps."""
-        return cache.cached("pretrain", {"scenario": self.key(seed)},
+        return cache.cached("llm", "pretrain", {"scenario": self.key(seed)},
                             lambda: self.scenario(seed).history, self.store)
 
     def run(self, variant: Variant, seed: int, steps: int, batch_size: int,
@@ -55,7 +55,7 @@ class TinyLab:
             bench = s.bench if evaluation == "test" else s.val_bench
             return asdict(finetune(s.model, variant, bench, steps, batch_size, self.cfg.context, seed)[1])
 
-        return Trajectory(**cache.cached("finetune", spec, train, self.store))
+        return Trajectory(**cache.cached("llm", "finetune", spec, train, self.store))
 
 
 def rare_token_share(tok_a: torch.Tensor, tok_b: torch.Tensor, below: int = 100) -> float:
@@ -154,4 +154,4 @@ class RealLab:
             return asdict(finetune(model, variant, test, steps, batch_size, self.train_context, seed,
                                    warmup=warmup, val_bench=val)[1])
 
-        return Trajectory(**cache.cached("real", spec, train, self.store and self.stand_in is None))
+        return Trajectory(**cache.cached("llm", "real", spec, train, self.store and self.stand_in is None))

@@ -1,4 +1,5 @@
-"""Records of the LLM chapter's runs: small gzipped JSON files under ``results/llm/``, keyed by a spec hash.
+"""Records of runs that are not :class:`~cfutils.runs.RunSpec` runs (chapter 8's language models,
+chapter 4's multi-task pairs): small gzipped JSON files under ``results/<folder>/``, keyed by a spec hash.
 
 :func:`cached` returns the stored result of a specification (a JSON-able dict) or computes and stores it
 (atomic write). A file written for another specification, an unreadable file or an old format is
@@ -17,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..data import atomic_write_bytes
-from ..runs import records_enabled, results_dir
+from .data import atomic_write_bytes
+from .runs import records_enabled, results_dir
 
 FORMAT = 1           # bump when the layout or the meaning of a stored result changes
 
@@ -33,13 +34,13 @@ def key(kind: str, spec: dict[str, Any]) -> str:
     return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
-def path(kind: str, spec: dict[str, Any], root: Path | None = None) -> Path:
-    return (root or results_dir()) / "llm" / f"{key(kind, spec)}.json.gz"
+def path(folder: str, kind: str, spec: dict[str, Any], root: Path | None = None) -> Path:
+    return (root or results_dir()) / folder / f"{key(kind, spec)}.json.gz"
 
 
-def load(kind: str, spec: dict[str, Any], root: Path | None = None) -> Any | None:
+def load(folder: str, kind: str, spec: dict[str, Any], root: Path | None = None) -> Any | None:
     """The stored result, or None (with a one-line reason when a file was there but unusable)."""
-    file = path(kind, spec, root)
+    file = path(folder, kind, spec, root)
     if not file.exists():
         return None
     try:
@@ -54,31 +55,33 @@ def load(kind: str, spec: dict[str, Any], root: Path | None = None) -> Any | Non
     return saved["result"]
 
 
-def save(kind: str, spec: dict[str, Any], result: Any, root: Path | None = None) -> Path:
+def save(folder: str, kind: str, spec: dict[str, Any], result: Any,
+         root: Path | None = None) -> Path:
     """Write ``result`` for ``spec`` atomically (temporary file + rename)."""
-    file = path(kind, spec, root)
+    file = path(folder, kind, spec, root)
     blob = gzip.compress(json.dumps({"format": FORMAT, "kind": kind, "spec": _canonical(spec),
                                      "result": result}, sort_keys=True).encode(), mtime=0)
     atomic_write_bytes(blob, file)
     return file
 
 
-def _note_in_manifest(kind: str, spec: dict[str, Any]) -> None:
+def _note_in_manifest(folder: str, kind: str, spec: dict[str, Any]) -> None:
     manifest = os.environ.get("CFUTILS_MANIFEST")
     if manifest:
         with open(manifest, "a") as f:
-            f.write(f"llm/{key(kind, spec)}\n")
+            f.write(f"{folder}/{key(kind, spec)}\n")
 
 
-def cached(kind: str, spec: dict[str, Any], compute: Callable[[], Any], store: bool = True) -> Any:
-    """The result of ``spec``: from the store, or ``compute()`` now (and stored)."""
+def cached(folder: str, kind: str, spec: dict[str, Any], compute: Callable[[], Any],
+           store: bool = True) -> Any:
+    """The result of ``spec``: from ``results/<folder>/``, or ``compute()`` now (and stored)."""
     use = store and records_enabled()
     if use:
-        _note_in_manifest(kind, spec)
-        found = load(kind, spec)
+        _note_in_manifest(folder, kind, spec)
+        found = load(folder, kind, spec)
         if found is not None:
             return found
     result = _canonical({"r": compute()})["r"]
     if use:
-        save(kind, spec, result)
+        save(folder, kind, spec, result)
     return result
