@@ -91,6 +91,12 @@ def test_atomic_save_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path):
+    data.atomic_write_bytes(b"x", tmp_path / "atomic")
+    (tmp_path / "plain").write_bytes(b"x")
+    assert (tmp_path / "atomic").stat().st_mode == (tmp_path / "plain").stat().st_mode
+
+
 class FakeTorchvision:
     """Stands in for a torchvision dataset class: CIFAR-like uint8 HWC images, or a failing download."""
 
