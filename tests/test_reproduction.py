@@ -84,14 +84,15 @@ def test_tiny_gpt_pretraining_reproduces_its_record():
     from scratch up to its first evaluation (250 of 2,500 steps) and must give the recorded held-out
     losses within 0.5 % — so a change to the corpora, tokenizer, model or pretraining loop that changes
     results cannot pass with stale records."""
-    from cfutils.llm import cache, lab
+    from cfutils import cache
+    from cfutils.llm import lab
     from cfutils.llm.evaluate import measure
     from cfutils.llm.model import TinyConfig, build_gpt2, pretrain
     from cfutils.llm.scenario import benches, corpora
     from cfutils.llm.tokenizer import train_tokenizer
 
     cfg, data = TinyConfig(), corpora(fact_copies=50, b_chars=2_000_000)
-    recorded = cache.load("pretrain", {"scenario": lab.TinyLab(cfg, data, 64).key(0)}, RESULTS)
+    recorded = cache.load("llm", "pretrain", {"scenario": lab.TinyLab(cfg, data, 64).key(0)}, RESULTS)
     assert recorded is not None, ("chapter 8's pretraining record for seed 0 is missing or was made from other "
                                   "inputs: python scripts/refresh_results.py 08")
     tok = train_tokenizer(data.a_pretrain, cfg.vocab_size)
