@@ -5,7 +5,7 @@ chapter 4's multi-task pairs): small gzipped JSON files under ``results/<folder>
 (atomic write). A file written for another specification, an unreadable file or an old format is
 reported in one line and re-computed, never used. ``CFUTILS_RECORDS=off`` computes everything live and
 writes nothing; ``store=False`` (the smoke profile) neither reads nor writes. Curves and metrics are
-stored, never weights.
+stored; a small model's weights may be kept beside a record (:func:`weights_path`), written by its owner.
 """
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ def key(kind: str, spec: dict[str, Any]) -> str:
 
 def path(folder: str, kind: str, spec: dict[str, Any], root: Path | None = None) -> Path:
     return (root or results_dir()) / folder / f"{key(kind, spec)}.json.gz"
+
+
+def weights_path(folder: str, kind: str, spec: dict[str, Any], root: Path | None = None) -> Path:
+    """``<key>.pt`` beside the record of ``spec`` (pruned and refreshed with it)."""
+    return (root or results_dir()) / folder / f"{key(kind, spec)}.pt"
 
 
 def load(folder: str, kind: str, spec: dict[str, Any], root: Path | None = None) -> Any | None:

@@ -72,6 +72,34 @@ def test_pretraining_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
     assert torch.equal(first.bench.a_train, first.val_bench.a_train)
 
 
+def test_kept_weights_are_written_beside_the_record_and_read_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("CFUTILS_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("CFUTILS_RESULTS", str(tmp_path / "results"))
+    data = corpora(fact_copies=1, b_chars=150_000, fortunes=200)
+    first = lab.TinyLab(TINY, data, 2, keep_weights=(0,))
+    history = first.pretraining(0)
+    kept = first.kept_weights(0)
+    assert kept.exists() and kept.with_name(kept.name.replace(".pt", ".json.gz")).exists()
+    assert lab.TinyLab(TINY, data, 2).kept_weights(0) is None
+    for f in (tmp_path / "cache" / "llm").iterdir():
+        f.unlink()                                   # a fresh machine: only the store's copy is left
+    again = lab.TinyLab(TINY, data, 2, keep_weights=(0,)).scenario(0)
+    assert again.from_cache and again.history == history
+    for v, w in zip(first.scenario(0).model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(v, w)
+
+
+def test_a_run_does_not_depend_on_the_global_random_state(base, bench):
+    v = finetune.make_variant("lora2", {"all": adapters.TARGETS["gpt2"]["all"]}, lr=1e-2)
+    trajectories = []
+    for state in (1, 2):
+        torch.manual_seed(state)                     # e.g. other runs before this one
+        trajectories.append(finetune.finetune(base, v, bench, steps=2, batch_size=2,
+                                              context=TINY.context, seed=0)[1])
+    assert trajectories[0].train_losses == trajectories[1].train_losses
+    assert trajectories[0].rows == trajectories[1].rows
+
+
 def test_forgetting_at_equal_learning_interpolates_on_the_path():
     t = finetune.Trajectory("full", 1, [0, 1, 2], [{"a_loss": 1.0, "b_loss": 5.0}, {"a_loss": 1.2, "b_loss": 4.0},
                                                    {"a_loss": 2.0, "b_loss": 2.0}])

@@ -20,9 +20,10 @@ from cfutils import runs
 
 TOLERANCE = 0.01
 LOSS_TOLERANCE = 0.02  # relative; accuracies saturate (0 or 1) where losses still tell runs apart
-# relative, chapter 8's pretraining: this machine reproduces it bit for bit (drift 0.0); halving the gradient
-# clipping moves the held-out B loss by 0.7 %; the allowance for another CPU's summation order is not measured
+# relative, chapter 8's language models: this machine reproduces them bit for bit (drift 0.0); halving the
+# gradient clipping moves the pretraining's held-out B loss by 0.7 %; another CPU's summation order: not measured
 LM_TOLERANCE = 0.005
+LM_STEPS = 10        # fine-tuning steps re-run per variant: evaluations at steps 0, 2, 5 and 10
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
 
@@ -112,3 +113,69 @@ def test_tiny_gpt_pretraining_reproduces_its_record():
             f"08_llm_case_study: the tiny GPT-2's {key} after {before['step']} pretraining steps is "
             f"{again[key]:.4f}, its record says {before[key]:.4f}; refresh the chapter if the change is "
             "intended: python scripts/refresh_results.py 08")
+
+
+def tiny_gpt_finetuning_specs() -> dict[str, list[dict]]:
+    """Chapter 8's recorded test-split fine-tuning runs, per variant (their specs)."""
+    found: dict[str, list[dict]] = {}
+    for path in sorted((RESULTS / "llm").glob("finetune-*.json.gz")):
+        spec = json.loads(gzip.decompress(path.read_bytes()))["spec"]
+        if spec["evaluation"] == "test" and spec["steps"] >= LM_STEPS:
+            found.setdefault(spec["variant"]["name"], []).append(spec)
+    return found
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt_seed0():
+    """Seed 0's pretrained tiny GPT-2 as the store keeps it, with the benches it is judged on."""
+    from cfutils import cache
+    from cfutils.llm import lab
+    from cfutils.llm.model import TinyConfig, build_gpt2, load_cached
+    from cfutils.llm.scenario import benches, corpora
+    from cfutils.llm.tokenizer import wrap
+
+    cfg, data = TinyConfig(), corpora(fact_copies=50, b_chars=2_000_000)
+    key = lab.TinyLab(cfg, data, 64).key(0)
+    kept = cache.weights_path("llm", "pretrain", {"scenario": key}, RESULTS)
+    entry = load_cached(key, kept) if kept.exists() else None
+    assert entry is not None, (f"chapter 8 keeps seed 0's pretrained weights in {kept.name}; missing or "
+                               "unreadable: python scripts/refresh_results.py 08")
+    recorded = cache.load("llm", "pretrain", {"scenario": key}, RESULTS)
+    assert entry["history"] == recorded, f"{kept.name} is not the model its pretraining record describes"
+    tok = wrap(entry["tokenizer"])
+    model = build_gpt2(cfg, tok.eos_token_id)
+    model.load_state_dict(entry["state_dict"])
+    return model, benches(tok, data, 64, cfg.context)[0], key, cfg
+
+
+FINETUNING = tiny_gpt_finetuning_specs()
+
+
+@pytest.mark.parametrize("name", sorted(FINETUNING))
+def test_tiny_gpt_finetuning_reproduces_its_record(name: str, tiny_gpt_seed0):
+    """Chapter 8's fine-tuning records (every variant: adapters, objectives, the loop): the first
+    ``LM_STEPS`` steps from the kept pretrained weights must give the recorded held-out losses and
+    training losses within 0.5 %."""
+    from cfutils import cache
+    from cfutils.llm.finetune import Variant, finetune
+
+    model, bench, key, cfg = tiny_gpt_seed0
+    seed0 = [s for s in FINETUNING[name] if s["scenario"] == key]
+    assert seed0, f"08_llm_case_study: no record of {name} starts from the kept seed-0 weights"
+    spec = seed0[0]
+    variant = Variant(**{**spec["variant"], "targets": tuple(spec["variant"]["targets"])})
+    recorded = cache.load("llm", "finetune", spec, RESULTS)
+    torch.manual_seed(0)
+    again = finetune(model, variant, bench, LM_STEPS, spec["batch_size"], cfg.context, seed=0)[1]
+    n = len(again.rows)
+    assert recorded["steps"][:n] == again.steps
+    pairs = [(f"{k} at step {s}", r[k], a[k]) for s, r, a in
+             zip(again.steps, recorded["rows"], again.rows) for k in ("a_loss", "b_loss")]
+    pairs += [(f"training loss at step {i + 1}", r, a)
+              for i, (r, a) in enumerate(zip(recorded["train_losses"], again.train_losses))]
+    what, before, after = max(pairs, key=lambda p: abs(p[2] - p[1]) / abs(p[1]))
+    drift = abs(after - before) / abs(before)
+    assert drift <= LM_TOLERANCE, (
+        f"08_llm_case_study: {variant.name} no longer reproduces its record: {what} is {after:.4f}, "
+        f"the record says {before:.4f} ({drift:.2%} > {LM_TOLERANCE:.1%}); refresh the chapter if "
+        "the change is intended: python scripts/refresh_results.py 08")

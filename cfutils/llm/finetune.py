@@ -1,7 +1,8 @@
 """Fine-tune a pretrained LM on domain B with one variant, measuring learning and forgetting as it goes.
 
 A *variant* is a choice of trainable weights (:mod:`.adapters`) and of objective (:mod:`.objectives`);
-every variant starts from the same pretrained weights and sees the same sequence of B batches.
+every variant starts from the same pretrained weights, initialises its new weights from the run's seed
+alone and sees the same sequence of B batches.
 Learning is the drop of the held-out B loss, forgetting the rise of the held-out A loss and the loss
 of fact recall; both are measured densely early, where full fine-tuning changes fastest.
 """
@@ -109,7 +110,9 @@ def finetune(base: nn.Module, variant: Variant, bench: Bench, steps: int, batch_
             row |= {f"val_{k}": v for k, v in measure(m, val_bench).items()}
         return row
 
-    model = variant.make_model(base, n_frozen)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)           # new weights (LoRA's A) depend on the seed, not on earlier runs
+        model = variant.make_model(base, n_frozen)
     device = next(base.parameters()).device
     data_gen = torch.Generator().manual_seed(seed)            # same B batches for every variant
     objective = variant.make_objective()

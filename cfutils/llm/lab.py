@@ -8,11 +8,13 @@ seed is built (or loaded from the weight cache) only when one of its runs is mis
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import cache
+from ..runs import records_enabled
 from .finetune import Trajectory, Variant, finetune
 from .model import TinyConfig
 from .scenario import Corpora, Scenario, scenario_key, tiny_scenario
@@ -24,21 +26,33 @@ class TinyLab:
     """Cached runs of the tiny GPT-2 scenario (``store=False``: everything live, nothing stored)."""
 
     def __init__(self, cfg: TinyConfig, data: Corpora, n_eval: int, store: bool = True,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", keep_weights: tuple[int, ...] = ()) -> None:
         self.cfg, self.data, self.n_eval, self.store, self.device = cfg, data, n_eval, store, device
+        self.keep_weights = keep_weights
         self._scenarios: dict[int, Scenario] = {}
 
     def scenario(self, seed: int) -> Scenario:
         """The pretrained model and benches of ``seed`` (pretrained, or loaded from the weight cache)."""
         if seed not in self._scenarios:
-            self._scenarios[seed] = tiny_scenario(self.cfg, seed, self.data, self.n_eval, self.device)
+            self._scenarios[seed] = tiny_scenario(self.cfg, seed, self.data, self.n_eval, self.device,
+                                                  self.kept_weights(seed))
         return self._scenarios[seed]
 
     def key(self, seed: int) -> str:
         return scenario_key(self.cfg, seed, self.data, self.n_eval)
 
+    def kept_weights(self, seed: int) -> Path | None:
+        """Where the store keeps seed ``seed``'s pretrained weights (beside its pretraining record):
+        for the seeds in ``keep_weights``, so the re-training test can start from them."""
+        if seed not in self.keep_weights or not (self.store and records_enabled()):
+            return None
+        return cache.weights_path("llm", "pretrain", {"scenario": self.key(seed)})
+
     def pretraining(self, seed: int) -> list[dict]:
         """Validation loss and recall every ``cfg.eval_every`` pretraining steps."""
+        kept = self.kept_weights(seed)
+        if kept and not kept.exists():
+            self.scenario(seed)                     # writes the kept copy
         return cache.cached("llm", "pretrain", {"scenario": self.key(seed)},
                             lambda: self.scenario(seed).history, self.store)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,23 +98,27 @@ def cache_path(key: str) -> Path:
     return data_dir() / "llm" / f"tiny-gpt2-{key}.pt"
 
 
-def load_cached(key: str) -> dict | None:
-    """The cached entry ``{"state_dict", "tokenizer", "history"}`` or ``None`` (a broken file is removed)."""
-    path = cache_path(key)
+def load_cached(key: str, path: Path | None = None) -> dict | None:
+    """The entry ``{"state_dict", "tokenizer", "history"}`` stored at ``path`` (default: the weight
+    cache) or ``None``; a broken file, or one written for other settings, is reported and removed."""
+    path = path or cache_path(key)
     if not path.exists():
         return None
     try:
         entry = torch.load(path, weights_only=True)
         if entry.get("key") == key:
             return entry
-    except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt
-        pass
+        problem = "holds weights for other settings"
+    except Exception as err:  # noqa: BLE001 - an unreadable cache is rebuilt
+        problem = f"is unreadable ({type(err).__name__})"
+    print(f"[weights] {path.name} {problem}; rebuilding it", file=sys.stderr)
     path.unlink(missing_ok=True)
     return None
 
 
-def save_cached(key: str, state_dict: dict, tokenizer_json: str, history: list[dict]) -> Path:
-    """Write the entry atomically (temporary file + rename)."""
-    path = cache_path(key)
+def save_cached(key: str, state_dict: dict, tokenizer_json: str, history: list[dict],
+                path: Path | None = None) -> Path:
+    """Write the entry atomically (temporary file + rename) to ``path`` (default: the weight cache)."""
+    path = path or cache_path(key)
     atomic_save({"key": key, "state_dict": state_dict, "tokenizer": tokenizer_json, "history": history}, path)
     return path

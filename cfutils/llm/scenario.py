@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -85,10 +86,13 @@ def benches(tok, data: Corpora, n_eval: int, context: int) -> tuple[Bench, Bench
 
 
 def tiny_scenario(cfg: TinyConfig, seed: int, data: Corpora, n_eval: int = 64,
-                  device: torch.device | str = "cpu") -> Scenario:
-    """Tokenizer (on A only) -> streams -> tiny GPT-2 pretrained on A (cached by a hash of all inputs)."""
+                  device: torch.device | str = "cpu", kept: Path | None = None) -> Scenario:
+    """Tokenizer (on A only) -> streams -> tiny GPT-2 pretrained on A (cached by a hash of all inputs).
+
+    ``kept``: a second copy of the weights (in the record store), read when the weight cache has none
+    and written when missing."""
     key = scenario_key(cfg, seed, data, n_eval)
-    entry = load_cached(key)
+    entry = load_cached(key) or (load_cached(key, kept) if kept else None)
     tok = wrap(entry["tokenizer"]) if entry else train_tokenizer(data.a_pretrain, cfg.vocab_size)
     bench, val_bench = benches(tok, data, n_eval, cfg.context)
     torch.manual_seed(seed)
@@ -96,8 +100,15 @@ def tiny_scenario(cfg: TinyConfig, seed: int, data: Corpora, n_eval: int = 64,
     if entry:
         model.load_state_dict(entry["state_dict"])
         model.eval()
-        return Scenario(model, bench, val_bench, entry["history"], True)
-    history = pretrain(model, bench.a_train, cfg, torch.Generator().manual_seed(seed),
-                       on_eval=lambda step, m: measure(m, val_bench))
-    save_cached(key, {k: v.cpu() for k, v in model.state_dict().items()}, to_json(tok), history)
-    return Scenario(model, bench, val_bench, history, False)
+        history = entry["history"]
+    else:
+        history = pretrain(model, bench.a_train, cfg, torch.Generator().manual_seed(seed),
+                           on_eval=lambda step, m: measure(m, val_bench))
+        save_cached(key, _cpu(model), to_json(tok), history)
+    if kept and not kept.exists():
+        save_cached(key, _cpu(model), to_json(tok), history, path=kept)
+    return Scenario(model, bench, val_bench, history, entry is not None)
+
+
+def _cpu(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.cpu() for k, v in model.state_dict().items()}
