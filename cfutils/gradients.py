@@ -87,6 +87,43 @@ def mlp_layers(model: nn.Module, params: Sequence[nn.Parameter]) -> list[nn.Line
 
 
 @torch.no_grad()
+def mlp_memory_grads(layers: Sequence[nn.Linear], params: Sequence[nn.Parameter], x: torch.Tensor,
+                     y: torch.Tensor, t: torch.Tensor, n_memories: int,
+                     masks: torch.Tensor | None = None) -> torch.Tensor:
+    r""":math:`G` of :func:`memory_grads` for a ReLU MLP and the mean cross-entropy, every memory in
+    one batched pass: ``x, y, t`` hold ``n_memories`` consecutive memories of :math:`m` samples each.
+
+    The :math:`Km` samples go forward together; back-propagation is written out as in
+    :func:`sgd_on_each_sample`, with :math:`\delta_L = (\mathrm{softmax}(z) - e_y)/m`, and the
+    weight gradient of memory :math:`k` is :math:`\delta_l^{(k)\top} h_{l-1}^{(k)}`: one batched
+    product over :math:`k` per layer instead of one autograd pass per memory. ``masks`` (the
+    stream's allowed outputs per task, task-IL) removes the other logits from the softmax.
+    """
+    K, m = n_memories, len(y) // n_memories
+    weights, biases = [layer.weight for layer in layers], [layer.bias for layer in layers]
+    h = [x.flatten(1)]
+    for W, b in zip(weights[:-1], biases[:-1]):
+        h.append(torch.addmm(b, h[-1], W.t()).relu_())
+    z = torch.addmm(biases[-1], h[-1], weights[-1].t())
+    if masks is not None:
+        z.masked_fill_(~masks[t], float("-inf"))
+    delta = torch.softmax(z, 1)
+    delta[torch.arange(len(y)), y] -= 1
+    delta /= m
+    sizes = [p.numel() for p in params]
+    G = x.new_empty((K, sum(sizes)))
+    column = {id(p): c for p, c in zip(params, G.split(sizes, dim=1))}
+    for l in range(len(layers) - 1, -1, -1):
+        per_memory = delta.view(K, m, -1)
+        torch.bmm(per_memory.transpose(1, 2), h[l].view(K, m, -1),
+                  out=column[id(weights[l])].view(K, *weights[l].shape))
+        torch.sum(per_memory, dim=1, out=column[id(biases[l])])
+        if l:
+            delta = (delta @ weights[l]).mul_(h[l] > 0)
+    return G
+
+
+@torch.no_grad()
 def sgd_on_each_sample(layers: Sequence[nn.Linear], x: torch.Tensor, y: torch.Tensor, lr: float,
                        masks: torch.Tensor | None = None) -> None:
     r"""Plain SGD on one sample at a time, in order: :math:`\theta \leftarrow \theta - \eta\,

@@ -10,7 +10,7 @@ from torch import nn
 
 from cfutils.data import Dataset, split_stream
 from cfutils.gradients import (flat_grad, grad_vector, memory_grads, mlp_layers,
-                               sgd_on_each_sample, write_grad)
+                               mlp_memory_grads, sgd_on_each_sample, write_grad)
 from cfutils.methods import AGEM, GEM, GPM, MER, OGD, PCGrad, gem
 from cfutils.methods.episodic import episode
 from cfutils.methods.ogd import extend_basis
@@ -80,6 +80,12 @@ def test_gem_with_one_past_task_is_agem_formula():
     g, G = violating_problem(1)
     ref = G[0]
     by_formula = g - (g @ ref) / (ref @ ref) * ref
+    unit = ref / ref.norm()
+    for margin in (0.0, 0.5):  # the closed form GEM uses for one task = the QP quadprog solves
+        v = gem.solve_dual(unit[None] @ unit[:, None], unit[None] @ g, margin)
+        assert torch.allclose(GEM(margin=margin).project(g, G), g + v * unit, atol=1e-8)
+    assert torch.allclose(g + gem.solve_dual(torch.ones(1, 1, dtype=g.dtype), unit[None] @ g) * unit,
+                          by_formula, atol=1e-8)
     assert torch.allclose(GEM(margin=0.0).project(g, G), by_formula, atol=1e-8)
     assert torch.allclose(AGEM().project(g, G), by_formula, atol=1e-12)
     assert abs(float(AGEM().project(g, G) @ ref)) < 1e-10
@@ -262,6 +268,26 @@ def test_written_out_backprop_equals_autograd_sample_by_sample(masked):
         assert torch.allclose(p, q, atol=1e-6)
     assert mlp_layers(fast, list(fast.parameters())[:-1]) is None  # not every parameter trained
     assert mlp_layers(MultiHeadMLP(16, (8,), (2, 2)), []) is None  # other networks: autograd
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_batched_mlp_memory_gradients_equal_one_autograd_pass_per_memory(masked):
+    """GEM's references for an MLP (all memories at once, back-propagation written out) = autograd's."""
+    torch.manual_seed(0)
+    model = MLP(16, (8, 6), 4)
+    params = list(model.parameters())
+    masks = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 1, 1]], dtype=torch.bool) if masked else None
+    memories = [(torch.randn(5, 1, 4, 4), torch.tensor([0, 1, 0, 1, 1]) + 2 * (k % 2),
+                 torch.full((5,), k)) for k in range(3)]
+
+    def loss(m, x, y, t):
+        z = m(x)
+        return nn.functional.cross_entropy(z if masks is None else
+                                           z.masked_fill(~masks[t], torch.finfo(z.dtype).min / 2), y)
+
+    x, y, t = (torch.cat([mem[i] for mem in memories]) for i in range(3))
+    G = mlp_memory_grads(mlp_layers(model, params), params, x, y, t, len(memories), masks)
+    assert torch.allclose(G, memory_grads(model, params, loss, memories), atol=1e-6)
 
 
 METHODS = {

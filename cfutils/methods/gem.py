@@ -15,7 +15,9 @@ which leaves
 
 The margin :math:`\gamma` replaces :math:`v \ge 0` by :math:`v \ge \gamma` (as the authors' code
 does, here for unit-length rows of :math:`G`), which pushes :math:`\tilde g` into the cone of updates that *help* the past tasks. GEM
-projects only when some :math:`\langle g, g_k\rangle < 0`; otherwise :math:`\tilde g = g`.
+projects only when some :math:`\langle g, g_k\rangle < 0`; otherwise :math:`\tilde g = g`. With one past
+task the dual has one variable and a closed form, :math:`v^* = \max(\gamma, -\langle \hat g_1, g\rangle)`
+for the unit row :math:`\hat g_1`, which for :math:`\gamma = 0` is A-GEM's projection.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..gradients import memory_grads
+from ..gradients import memory_grads, mlp_layers, mlp_memory_grads
 from ..repro import check_float
 from .episodic import EpisodicProjection
 
@@ -64,24 +66,34 @@ class GEM(EpisodicProjection):
         self.margin = margin
 
     def references(self, model: nn.Module, params: list[nn.Parameter]) -> torch.Tensor:
-        """:math:`g_k` for every past task: one batched pass over each task's memory."""
+        """:math:`g_k` for every past task: for an MLP all memories in one pass with the
+        back-propagation written out, otherwise one autograd pass per task's memory."""
+        layers = mlp_layers(model, params)
+        if layers is not None and len(set(self.sizes)) == 1:
+            x, y, t = self.memory[:3]
+            return mlp_memory_grads(layers, params, x, y, t, len(self.sizes), self.masks)
         return memory_grads(model, params, self.loss, self.memories())
 
     def project(self, g: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         r""":math:`\tilde g = g + G^\top v^*` if a constraint is violated, else :math:`g`.
 
         The constraints :math:`\langle z, g_k\rangle \ge 0` do not depend on the length of each
-        :math:`g_k`, so the QP is solved with unit-length rows: a memory the network has nearly
-        fitted (a tiny :math:`g_k`) then counts as much as the others, and the Gram matrix stays well
-        conditioned. The sum is formed in float64: with nearly parallel rows :math:`v^*` is large
-        while :math:`G^\top v^*` is not. (The margin thus applies to unit-length references.)
+        :math:`g_k`, so the QP is solved with unit-length rows :math:`DG`: a memory the network has
+        nearly fitted (a tiny :math:`g_k`) then counts as much as the others (the margin applies to
+        unit-length references). The QR factorisation :math:`G^\top = QR` gives :math:`G = LQ^\top`
+        with :math:`L = R^\top` (:math:`t \times t`), so the dual needs only
+        :math:`(DL)(DL)^\top` and :math:`DL\,(Q^\top g)`, set up in float64 without squaring
+        :math:`G`'s condition number, and :math:`\tilde g = g + Q\,(DL)^\top v^*`: where nearly
+        opposite rows make :math:`v^*` large, the cancellation happens in :math:`t` dimensions.
         """
         Gg = G @ g
         if bool((Gg >= 0).all()):
             return g
-        G64, g64 = G.double(), g.double()
-        gram = G64 @ G64.T
-        # unit rows D G, D = diag(1 / |g_k|), without forming them: (DG)(DG)' = D GG' D, (DG)g = D Gg
-        scale = gram.diagonal().sqrt().clamp_min(torch.finfo(G64.dtype).tiny).reciprocal()
-        v = solve_dual(gram * scale[:, None] * scale, (G64 @ g64) * scale, self.margin)
-        return torch.addmv(g64, G64.T, v * scale).to(g.dtype)  # g + (DG)'v
+        if len(G) == 1:  # one variable: v* = max(γ, -<g_1/|g_1|, g>), A-GEM's formula when γ = 0
+            norm = G[0].norm()
+            return g + (torch.clamp(-Gg[0] / norm, min=self.margin) / norm) * G[0]
+        Q, R = torch.linalg.qr(G.T)
+        L = R.T.double()
+        unit = L / L.norm(dim=1, keepdim=True).clamp_min(torch.finfo(L.dtype).tiny)  # DL
+        v = solve_dual(unit @ unit.T, unit @ (Q.T @ g).double(), self.margin)
+        return torch.addmv(g, Q, (unit.T @ v).to(g.dtype))
