@@ -91,7 +91,8 @@ def mlp_memory_grads(layers: Sequence[nn.Linear], params: Sequence[nn.Parameter]
                      y: torch.Tensor, t: torch.Tensor, n_memories: int,
                      masks: torch.Tensor | None = None) -> torch.Tensor:
     r""":math:`G` of :func:`memory_grads` for a ReLU MLP and the mean cross-entropy, every memory in
-    one batched pass: ``x, y, t`` hold ``n_memories`` consecutive memories of :math:`m` samples each.
+    one batched pass: ``x, y, t`` hold ``n_memories`` consecutive memories of :math:`m` samples
+    each.
 
     The :math:`Km` samples go forward together; back-propagation is written out as in
     :func:`sgd_on_each_sample`, with :math:`\delta_L = (\mathrm{softmax}(z) - e_y)/m`, and the

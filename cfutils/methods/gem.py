@@ -14,10 +14,11 @@ which leaves
           \qquad \tilde g = g + G^\top v^* .
 
 The margin :math:`\gamma` replaces :math:`v \ge 0` by :math:`v \ge \gamma` (as the authors' code
-does, here for unit-length rows of :math:`G`), which pushes :math:`\tilde g` into the cone of updates that *help* the past tasks. GEM
-projects only when some :math:`\langle g, g_k\rangle < 0`; otherwise :math:`\tilde g = g`. With one past
-task the dual has one variable and a closed form, :math:`v^* = \max(\gamma, -\langle \hat g_1, g\rangle)`
-for the unit row :math:`\hat g_1`, which for :math:`\gamma = 0` is A-GEM's projection.
+does, here for unit-length rows of :math:`G`), which pushes :math:`\tilde g` into the cone of
+updates that *help* the past tasks. GEM projects only when some :math:`\langle g, g_k\rangle < 0`;
+otherwise :math:`\tilde g = g`. With one past task the dual has one variable and a closed form,
+:math:`v^* = \max(\gamma, -\langle \hat g_1, g\rangle)` for the unit row :math:`\hat g_1`,
+which for :math:`\gamma = 0` is A-GEM's projection.
 """
 from __future__ import annotations
 
