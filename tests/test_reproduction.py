@@ -80,7 +80,16 @@ class _FirstEvaluation(Exception):
     """Stops pretraining at its first evaluation, carrying the measurements."""
 
 
-def test_tiny_gpt_pretraining_reproduces_its_record():
+@pytest.fixture(scope="module")
+def tiny_gpt_book_inputs():
+    """The tiny GPT-2's configuration and corpora at book settings (built once for this module)."""
+    from cfutils.llm.model import TinyConfig
+    from cfutils.llm.scenario import corpora
+
+    return TinyConfig(), corpora(fact_copies=50, b_chars=2_000_000)
+
+
+def test_tiny_gpt_pretraining_reproduces_its_record(tiny_gpt_book_inputs):
     """Chapter 8's language-model records: the tiny GPT-2's pretraining (book settings, seed 0) is re-run
     from scratch up to its first evaluation (250 of 2,500 steps) and must give the recorded held-out
     losses within 0.5 % — so a change to the corpora, tokenizer, model or pretraining loop that changes
@@ -88,11 +97,11 @@ def test_tiny_gpt_pretraining_reproduces_its_record():
     from cfutils import cache
     from cfutils.llm import lab
     from cfutils.llm.evaluate import measure
-    from cfutils.llm.model import TinyConfig, build_gpt2, pretrain
-    from cfutils.llm.scenario import benches, corpora
+    from cfutils.llm.model import build_gpt2, pretrain
+    from cfutils.llm.scenario import benches
     from cfutils.llm.tokenizer import train_tokenizer
 
-    cfg, data = TinyConfig(), corpora(fact_copies=50, b_chars=2_000_000)
+    cfg, data = tiny_gpt_book_inputs
     recorded = cache.load("llm", "pretrain", {"scenario": lab.TinyLab(cfg, data, 64).key(0)}, RESULTS)
     assert recorded is not None, ("chapter 8's pretraining record for seed 0 is missing or was made from other "
                                   "inputs: python scripts/refresh_results.py 08")
@@ -126,18 +135,18 @@ def tiny_gpt_finetuning_specs() -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def tiny_gpt_seed0():
+def tiny_gpt_seed0(tiny_gpt_book_inputs):
     """Seed 0's pretrained tiny GPT-2 as the store keeps it, with the benches it is judged on."""
     from cfutils import cache
     from cfutils.llm import lab
-    from cfutils.llm.model import TinyConfig, build_gpt2, load_cached
-    from cfutils.llm.scenario import benches, corpora
+    from cfutils.llm.model import build_gpt2, load_cached
+    from cfutils.llm.scenario import benches
     from cfutils.llm.tokenizer import wrap
 
-    cfg, data = TinyConfig(), corpora(fact_copies=50, b_chars=2_000_000)
+    cfg, data = tiny_gpt_book_inputs
     key = lab.TinyLab(cfg, data, 64).key(0)
     kept = cache.weights_path("llm", "pretrain", {"scenario": key}, RESULTS)
-    entry = load_cached(key, kept) if kept.exists() else None
+    entry = load_cached(key, kept)
     assert entry is not None, (f"chapter 8 keeps seed 0's pretrained weights in {kept.name}; missing or "
                                "unreadable: python scripts/refresh_results.py 08")
     recorded = cache.load("llm", "pretrain", {"scenario": key}, RESULTS)
@@ -165,7 +174,6 @@ def test_tiny_gpt_finetuning_reproduces_its_record(name: str, tiny_gpt_seed0):
     spec = seed0[0]
     variant = Variant(**{**spec["variant"], "targets": tuple(spec["variant"]["targets"])})
     recorded = cache.load("llm", "finetune", spec, RESULTS)
-    torch.manual_seed(0)
     again = finetune(model, variant, bench, LM_STEPS, spec["batch_size"], cfg.context, seed=0)[1]
     n = len(again.rows)
     assert recorded["steps"][:n] == again.steps
