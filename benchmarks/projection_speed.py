@@ -1,14 +1,12 @@
 """What gradient projection costs per training step, as ratios to fine-tuning measured in one run.
 
-    OMP_NUM_THREADS=1 python benchmarks/projection_speed.py [--tasks 6] [--rounds 60] [--memory 256]
+    OMP_NUM_THREADS=1 python benchmarks/projection_speed.py [--tasks 6] [--rounds 15] [--memory 256]
 
 Permuted Fashion-MNIST (domain-IL), MLP 784-100-100-10 (the GEM paper's), plain SGD, one torch
 thread, batch 10 (the GEM protocol) and 128. For each number k of past tasks, every method is first
-trained with :func:`cfutils.train.train` on tasks 1..k+1 (so it holds k tasks' memories, bases or
-constraints while task k+1 is learned); then the methods take training steps on task k+1 *in turn*,
-one step each per round, exactly as the trainer's loop does, and a method's time is the median CPU
-time (``time.process_time``) of its steps. Interleaving the methods step by step and taking medians
-keeps the ratios stable on a shared machine, where other jobs slow whole stretches of a run down.
+trained on tasks 1..k (so it holds k tasks' memories, bases or constraints); then the methods take
+training steps of task k+1 in turn, one each per round, and a method's time is the median CPU time of
+its steps (``interleave.py``: taking turns keeps the ratios stable on a shared machine).
 
 Targets (relative to fine-tuning): GEM <= 1 + k c with k past tasks, A-GEM <= 1 + 1.5 c, where c is
 the cost of a fine-tuning step on a batch as large as the memory batch (GEM: samples per task;
@@ -24,15 +22,16 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
 
-from cfutils.data import Dataset, Task, TaskStream, load_dataset, permuted_stream
+from cfutils.data import Dataset, TaskStream, load_dataset, permuted_stream
 from cfutils.methods import AGEM, GEM, GPM, OGD, Method, Naive
 from cfutils.models import MLP
 from cfutils.repro import seed_everything
-from cfutils.train import train
+from interleave import Runner, interleaved
 
 WIDTHS, LR, PREPARE_STEPS = (100, 100), 0.01, 20
 
@@ -50,40 +49,10 @@ def warm_up() -> float:
     return time.perf_counter() - start
 
 
-class Runner:
-    """A method, its model and optimizer part-way through a stream: k tasks learned, one going."""
-
-    def __init__(self, method: Method, stream: TaskStream, k: int, batch: int):
-        self.method, self.model, self.batch = method, MLP(784, WIDTHS), batch
-        first = TaskStream(stream.tasks[: k + 1], stream.scenario, stream.n_classes)
-        train(method, self.model, first, batch_size=batch, lr=LR, generator=seed_everything(0))
-        self.opt = torch.optim.SGD(list(method.parameters(self.model)), lr=LR)
-        self.task, self.seconds = stream[k], []
-
-    def step(self, r: int) -> None:
-        """The trainer's step on the r-th batch of the task, timed."""
-        i = r * self.batch % (self.task.n_train - self.batch)
-        x, y = self.task.x_train[i:i + self.batch], self.task.y_train[i:i + self.batch]
-        start = time.process_time()
-        self.opt.zero_grad(set_to_none=True)
-        self.method.loss(self.model, x, y, torch.full_like(y, self.task.index)).backward()
-        self.method.after_backward(self.model)
-        self.opt.step()
-        self.method.after_step(self.model)
-        self.seconds.append(time.process_time() - start)
-
-
-def interleaved(makers: dict[str, Callable[[], tuple[Method, int]]], stream: TaskStream, k: int,
-                rounds: int) -> dict[str, float]:
-    """Median seconds of a step of every method with k past tasks, the methods taking turns."""
-    runners = {}
-    for name, make in makers.items():
-        method, batch = make()
-        runners[name] = Runner(method, stream, k, batch)
-    for r in range(rounds):
-        for runner in runners.values():
-            runner.step(r)
-    return {name: float(np.median(run.seconds[2:])) for name, run in runners.items()}
+def runner(make: Callable[[], tuple[Method, int]], stream: TaskStream, k: int) -> Runner:
+    """A :class:`Runner` for the (method, batch size) that ``make`` returns, on the book's MLP."""
+    method, batch = make()
+    return Runner(method, MLP(784, WIDTHS), stream, k, batch, LR)
 
 
 def report(data: Dataset, batch: int, memory: int, tasks: int, rounds: int) -> None:
@@ -98,7 +67,8 @@ def report(data: Dataset, batch: int, memory: int, tasks: int, rounds: int) -> N
         makers["GPM (threshold 0.97)"] = lambda: (GPM(threshold=0.97), batch)
     else:
         makers["fine-tuning, memory batch"] = lambda: (Naive(), memory)
-    times = [interleaved(makers, stream, k, rounds) for k in range(1, tasks)]
+    times = [interleaved({name: partial(runner, make, stream, k) for name, make in makers.items()},
+                         rounds) for k in range(1, tasks)]
     ft = [t["fine-tuning"] for t in times]
     c = [t.get("fine-tuning, memory batch", t["fine-tuning"]) / t["fine-tuning"] for t in times]
     print(f"\nbatch {batch}, memory batch {memory}: fine-tuning {np.mean(ft) * 1e3:.2f} ms/step, "
@@ -120,7 +90,7 @@ def report(data: Dataset, batch: int, memory: int, tasks: int, rounds: int) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=60, help="timed steps of every method")
+    parser.add_argument("--rounds", type=int, default=15, help="turns of 5 steps of every method")
     parser.add_argument("--memory", type=int, default=256, help="the papers' memory batch")
     args = parser.parse_args()
     torch.set_num_threads(1)

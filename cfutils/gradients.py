@@ -109,7 +109,7 @@ def mlp_memory_grads(layers: Sequence[nn.Linear], params: Sequence[nn.Parameter]
     if masks is not None:
         z.masked_fill_(~masks[t], float("-inf"))
     delta = torch.softmax(z, 1)
-    delta[torch.arange(len(y)), y] -= 1
+    delta.scatter_(1, y.unsqueeze(1), -1.0, reduce="add")  # softmax - one-hot
     delta /= m
     sizes = [p.numel() for p in params]
     G = x.new_empty((K, sum(sizes)))

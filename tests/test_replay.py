@@ -39,6 +39,23 @@ def test_reservoir_keeps_every_sample_with_probability_m_over_n(batch):
     assert abs(hits[-20:].mean() - trials * p) < 4 * sd / math.sqrt(20)
 
 
+@pytest.mark.parametrize("capacity,batch", [(20, 7), (5, 64)])
+def test_batched_reservoir_writes_what_the_sample_by_sample_algorithm_writes(capacity, batch):
+    """Algorithm R one sample at a time, with the draws the buffer makes for each batch: the same
+    slots end up holding the same samples (a later sample of a batch overwrites an earlier one)."""
+    x, y, t = stream_of(300)
+    buf, draws = Buffer(capacity, (4,), seed=3), torch.Generator().manual_seed(3)
+    slots = [-1] * capacity
+    for i in range(0, 300, batch):
+        buf.add(x[i:i + batch], y[i:i + batch], t[i:i + batch])
+        u = torch.rand(len(y[i:i + batch]), generator=draws, dtype=torch.float64).tolist()
+        for n, u_n in enumerate(u, start=i):
+            slot = n if n < capacity else int(u_n * (n + 1))
+            if slot < capacity:
+                slots[slot] = n
+    assert buf.x[:, 0].long().tolist() == slots
+
+
 def test_buffer_never_exceeds_capacity_and_stores_distinct_samples():
     buf = Buffer(50, (4,), n_logits=3)
     x, y, t = stream_of(1000)

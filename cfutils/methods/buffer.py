@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -58,6 +59,7 @@ class Buffer:
         # The float value of each uint8 code, learned as samples are written (NaN: not seen yet).
         self.levels = (None if value_range is None
                        else torch.full((256,), float("nan"), device=device))
+        self.all_levels_known = False  # until every code has been written once
         self.y = torch.zeros(capacity, dtype=torch.long, device=device)
         self.t = torch.zeros(capacity, dtype=torch.long, device=device)
         self.logits = torch.zeros((capacity, n_logits), device=device) if n_logits else None
@@ -117,18 +119,26 @@ class Buffer:
 
     def _add_to_one_reservoir(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
                               logits: torch.Tensor | None) -> None:
-        """:meth:`add` for a single group (the same draws and writes, with fewer tensor ops)."""
+        """:meth:`add` for a single group: the same draws and writes, decided in NumPy.
+
+        The sample at stream position :math:`r` goes to slot :math:`r` while :math:`r < M`, else to
+        slot :math:`\lfloor u\,(r+1) \rfloor` if that is below :math:`M`; a later sample of the batch
+        overwrites an earlier one that chose the same slot. A batch is a few hundred numbers, for
+        which NumPy costs a fraction of the tensor operations' dispatch.
+        """
         seen, quota = int(self.seen[0]), int(self.quota[0])
         if seen == 0:
             self._make_room(torch.ones(1, dtype=torch.bool), keep="random")
             quota = int(self.quota[0])
-        r = torch.arange(seen, seen + len(y))
-        drawn = (torch.rand(len(r), generator=self.generator, dtype=torch.float64) * (r + 1)).long()
-        j = torch.where(r < quota, r, drawn)
-        rows = (j < quota).nonzero().squeeze(1)
-        slots, rows = _last_writer(j[rows], rows)
-        self._write(slots, x, y, t, logits, rows)
-        self.seen += len(y)
+        u = torch.rand(len(y), generator=self.generator, dtype=torch.float64).numpy()
+        r = np.arange(seen, seen + len(u))
+        slots = np.where(r < quota, r, (u * (r + 1)).astype(np.int64))
+        rows = np.flatnonzero(slots < quota)
+        row_of_slot = dict(zip(slots[rows].tolist()[::-1], rows.tolist()[::-1]))
+        if row_of_slot:
+            self._write(torch.tensor(list(row_of_slot)), x, y, t, logits,
+                        torch.tensor(list(row_of_slot.values())))
+        self.seen += len(u)
         self.count = torch.minimum(self.seen, self.quota)
 
     def put(self, group: int, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> None:
@@ -198,10 +208,11 @@ class Buffer:
         x = x.detach().to(self.levels.device)
         q = _codes(x, *self.value_range).to(torch.int32).view(-1)  # int32: a cheap index
         values = self.levels.index_select(0, q)
-        if self.levels.isnan().any():  # codes seen for the first time learn their value
+        if not self.all_levels_known:  # codes seen for the first time learn their value
             unknown = values.isnan()
             self.levels[q[unknown].long()] = x.reshape(-1)[unknown]
             values = self.levels.index_select(0, q)
+            self.all_levels_known = not bool(self.levels.isnan().any())
         if not torch.equal(values, x.reshape(-1)):
             raise ValueError("these inputs are not 8-bit images (two values share a uint8 code); "
                              "create the Buffer without value_range to store float32")
