@@ -185,7 +185,7 @@ def _check_finite(losses: list[torch.Tensor], checked: int, method: Method, task
     return len(losses)
 
 
-_NOT_SAVED = ("stream", "masks", "task")
+_NOT_SAVED = ("stream", "masks", "task", "params", "layers")  # rebuilt by setup()
 
 
 def _save(path: Path, run_id: dict, method: Method, model: nn.Module, generator: torch.Generator,

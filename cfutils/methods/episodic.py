@@ -89,6 +89,7 @@ class EpisodicProjection(Method):
         self.memory: Memory | None = None  # all past tasks' samples, task after task
         self.sizes: list[int] = []  # how many samples each past task has in it
         self.log = InterferenceLog() if self.record else None
+        self.params = list(self.parameters(model))  # g's layout, looked up once rather than per step
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         if task.index == len(self.stream) - 1:  # the last task's memory would never be used
@@ -108,7 +109,7 @@ class EpisodicProjection(Method):
         r""":math:`g \to \tilde g` once there is a memory (the first task trains unconstrained)."""
         if self.memory is None:
             return
-        params = list(self.parameters(model))
+        params = self.params
         g = flat_grad(params)
         G = self.references(model, params)
         g_tilde = g if self.watch_only else self.project(g, G)

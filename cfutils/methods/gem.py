@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data import TaskStream
 from ..gradients import memory_grads, mlp_layers, mlp_memory_grads
 from ..repro import check_float
 from .episodic import EpisodicProjection
@@ -66,13 +67,16 @@ class GEM(EpisodicProjection):
         super().__init__(memory_per_task, record, seed, project)
         self.margin = margin
 
+    def setup(self, model: nn.Module, stream: TaskStream) -> None:
+        super().setup(model, stream)
+        self.layers = mlp_layers(model, self.params)  # None unless the model is the book's MLP
+
     def references(self, model: nn.Module, params: list[nn.Parameter]) -> torch.Tensor:
         """:math:`g_k` for every past task: for an MLP all memories in one pass with the
         back-propagation written out, otherwise one autograd pass per task's memory."""
-        layers = mlp_layers(model, params)
-        if layers is not None and len(set(self.sizes)) == 1:
+        if self.layers is not None and len(set(self.sizes)) == 1:
             x, y, t = self.memory[:3]
-            return mlp_memory_grads(layers, params, x, y, t, len(self.sizes), self.masks)
+            return mlp_memory_grads(self.layers, params, x, y, t, len(self.sizes), self.masks)
         return memory_grads(model, params, self.loss, self.memories())
 
     def project(self, g: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
