@@ -11,7 +11,7 @@ runs), the replay buffer's insertion + sampling at 5,000 samples, and the merged
 its own, each against a fine-tuning step. The first ``torch.optim`` construction in a process imports
 ``torch._dynamo`` (seconds): a warm-up run pays it before anything is timed.
 
-Usage: ``python benchmarks/method_speed.py [--rounds 100] [--repeats 2] [--only ewc der ...]``.
+Usage: ``python benchmarks/method_speed.py [--rounds 25] [--repeats 4] [--only ewc der ...]``.
 Prints ratios; asserts nothing.
 """
 from __future__ import annotations
@@ -146,7 +146,7 @@ def runner(make: Callable[[], M.Method], stream, k: int) -> Runner:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=25, help="turns of 5 steps of every method")
-    parser.add_argument("--repeats", type=int, default=2,
+    parser.add_argument("--repeats", type=int, default=4,
                         help="alternating runs of the trainer and the plain loop")
     parser.add_argument("--only", nargs="+", choices=sorted(CONFIGS), metavar="METHOD",
                         help="time only these methods (and fine-tuning, the reference)")
