@@ -134,7 +134,7 @@ class Buffer:
         r = np.arange(seen, seen + len(u))
         slots = np.where(r < quota, r, (u * (r + 1)).astype(np.int64))
         rows = np.flatnonzero(slots < quota)
-        row_of_slot = dict(zip(slots[rows].tolist()[::-1], rows.tolist()[::-1]))
+        row_of_slot = dict(zip(slots[rows].tolist(), rows.tolist()))  # the last writer wins
         if row_of_slot:
             self._write(torch.tensor(list(row_of_slot)), x, y, t, logits,
                         torch.tensor(list(row_of_slot.values())))
