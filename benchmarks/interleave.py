@@ -1,8 +1,8 @@
 """Timing the training steps of several methods in turn, the way the benchmarks compare them.
 
-Each method is first trained with :func:`cfutils.train.train` on the first k tasks of a stream (so it
-holds k tasks' memories, penalties or bases); then the methods take the steps of task k+1 in turns
-of a few steps each, exactly as the trainer's loop takes them (the method's hooks around one
+Each method is first trained with :func:`cfutils.train.train` on the first k tasks of a stream
+(so it holds k tasks' memories, penalties or bases); then the methods take the steps of task k+1 in
+turns of a few steps each, exactly as the trainer's loop takes them (the method's hooks around one
 optimizer step), and a method's time is the median CPU time (``time.process_time``) of its steps.
 Taking short turns keeps ratios stable on a shared machine, where other jobs slow whole stretches of
 a run down: a slow stretch slows every method alike.
@@ -23,16 +23,13 @@ from cfutils.train import train
 
 
 class Runner:
-    """A method, its model and optimizer after k tasks of ``stream``, stepping through task k+1."""
+    """A method, model and optimizer after k >= 1 tasks of ``stream``, stepping through task k+1."""
 
     def __init__(self, method: Method, model: nn.Module, stream: TaskStream, k: int, batch: int,
                  lr: float):
         self.method, self.model = method, model
-        if k:
-            train(method, model, stream, batch_size=batch, lr=lr, stop_after=k,
-                  generator=seed_everything(0))
-        else:
-            method.setup(model, stream)
+        train(method, model, stream, batch_size=batch, lr=lr, stop_after=k,
+              generator=seed_everything(0))
         task = stream[k]
         method.task = task
         method.before_task(model, task)
@@ -54,7 +51,8 @@ class Runner:
         self.seconds.append(time.process_time() - start)
 
 
-def interleaved(makers: dict[str, Callable[[], Runner]], rounds: int, turn: int = 5) -> dict[str, float]:
+def interleaved(makers: dict[str, Callable[[], Runner]], rounds: int,
+                turn: int = 5) -> dict[str, float]:
     """Median seconds of a step of every runner, the runners taking ``turn`` steps each per round.
 
     The first step of a turn finds the caches full of the previous runner's tensors; it is not

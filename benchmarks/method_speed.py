@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 import torch
@@ -107,7 +107,7 @@ def buffer_share(step: float, images: torch.Tensor, uint8: bool) -> float:
 
 
 def penalty_floor(step: float, stream) -> tuple[float, float]:
-    """The merged quadratic penalty's value and gradient for this MLP timed on their own (no
+    r"""The merged quadratic penalty's value and gradient for this MLP timed on their own (no
     training around them, so with warm caches), and one elementwise pass over the parameters
     (:math:`\theta - m`), each per fine-tuning step: how far below 1.15x eager PyTorch can go."""
     model, penalty = MLP(), M.L2(1.0)

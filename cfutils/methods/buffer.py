@@ -119,12 +119,12 @@ class Buffer:
 
     def _add_to_one_reservoir(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
                               logits: torch.Tensor | None) -> None:
-        """:meth:`add` for a single group: the same draws and writes, decided in NumPy.
+        r""":meth:`add` for one group: the same draws and writes, decided in NumPy.
 
-        The sample at stream position :math:`r` goes to slot :math:`r` while :math:`r < M`, else to
-        slot :math:`\lfloor u\,(r+1) \rfloor` if that is below :math:`M`; a later sample of the batch
-        overwrites an earlier one that chose the same slot. A batch is a few hundred numbers, for
-        which NumPy costs a fraction of the tensor operations' dispatch.
+        The sample at stream position :math:`r` goes to slot :math:`r` while :math:`r < M`,
+        else to slot :math:`\lfloor u\,(r+1) \rfloor` if that is below :math:`M`; a later
+        sample of the batch overwrites an earlier one that chose the same slot. A batch is a few
+        hundred numbers, for which NumPy costs a fraction of the tensor operations' dispatch.
         """
         seen, quota = int(self.seen[0]), int(self.quota[0])
         if seen == 0:

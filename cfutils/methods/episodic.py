@@ -89,7 +89,7 @@ class EpisodicProjection(Method):
         self.memory: Memory | None = None  # all past tasks' samples, task after task
         self.sizes: list[int] = []  # how many samples each past task has in it
         self.log = InterferenceLog() if self.record else None
-        self.params = list(self.parameters(model))  # g's layout, looked up once rather than per step
+        self.params = list(self.parameters(model))  # g's layout, looked up once, not per step
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         if task.index == len(self.stream) - 1:  # the last task's memory would never be used
