@@ -13,7 +13,8 @@ the cost of a fine-tuning step on a batch as large as the memory batch (GEM: sam
 A-GEM: reference batch) relative to one at the batch size timed; c = 1 when the memory batch equals
 the batch (GEM <= 1 + k, A-GEM <= 2.5). They hold when each memory gradient is one batched pass;
 for this MLP GEM computes all k of them in one pass with the back-propagation written out
-(``cfutils.gradients.mlp_memory_grads``), and with k = 1 its QP has a closed form (no quadprog call).
+(``cfutils.gradients.mlp_memory_grads``), A-GEM its reference the same way, and with k = 1 GEM's QP
+has a closed form (no quadprog call).
 Misses are marked with ``!``. OGD and GPM have no target: OGD's step is a product with a basis that
 grows by ``memory_per_task`` rows (of P numbers) per task.
 """

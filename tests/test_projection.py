@@ -399,3 +399,17 @@ def test_gem_constraints_hold_when_one_memory_gradient_is_tiny():
     G[1] = -1e-6 * g.float() / g.norm()  # tiny and violated
     g_tilde = GEM(margin=0.0).project(g.float(), G)
     assert ((G @ g_tilde) / G.norm(dim=1) / g.norm() >= -1e-6).all()
+
+
+def test_gem_projects_when_memory_gradients_are_parallel():
+    """Two memories with parallel gradients: in float32 their cosine matrix is singular up to
+    rounding (here indefinite); the dual must still be solved and the constraints hold."""
+    gen = torch.Generator().manual_seed(7)  # a seed whose rounding leaves a negative eigenvalue
+    r = torch.randn(20_000, generator=gen)
+    G = torch.stack([r, 3 * r, torch.randn(20_000, generator=gen)])
+    gram = (G @ G.T).double()
+    d = gram.diagonal().sqrt()
+    assert torch.linalg.eigvalsh(gram / torch.outer(d, d))[0] < 0  # rounding made it indefinite
+    g = -r + 0.1 * torch.randn(20_000, generator=gen)
+    g_tilde = GEM(margin=0.0).project(g, G)
+    assert ((G @ g_tilde) / G.norm(dim=1) / g.norm() >= -1e-5).all()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..gradients import memory_grads
+from ..gradients import memory_grads, mlp_memory_grads
 from ..repro import check_int
 from .episodic import EpisodicProjection
 
@@ -37,10 +37,13 @@ class AGEM(EpisodicProjection):
         self.memory_batch = memory_batch
 
     def references(self, model: nn.Module, params: list[nn.Parameter]) -> torch.Tensor:
-        r""":math:`g_{\text{ref}}` (one row): the gradient on a random batch of the memories."""
+        r""":math:`g_{\text{ref}}` (one row): the gradient on a random batch of the memories; for an
+        MLP with the back-propagation written out, otherwise by autograd."""
         pick = torch.randint(len(self.memory.y), (self.memory_batch,), generator=self.generator)
-        batch = [part[pick.to(part.device)] for part in self.memory[:3]]
-        return memory_grads(model, params, self.loss, [batch])
+        x, y, t = (part[pick.to(part.device)] for part in self.memory[:3])
+        if self.layers is not None:
+            return mlp_memory_grads(self.layers, params, x, y, t, 1, self.masks)
+        return memory_grads(model, params, self.loss, [(x, y, t)])
 
     def project(self, g: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         r""":math:`g - \frac{\langle g, g_{\text{ref}}\rangle}{\lVert g_{\text{ref}}\rVert^2}

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data import Task, TaskStream
-from ..gradients import flat_grad, write_grad
+from ..gradients import flat_grad, mlp_layers, write_grad
 from ..repro import check_int
 from .base import Method
 from .buffer import Memory
@@ -90,6 +90,7 @@ class EpisodicProjection(Method):
         self.sizes: list[int] = []  # how many samples each past task has in it
         self.log = InterferenceLog() if self.record else None
         self.params = list(self.parameters(model))  # g's layout, looked up once, not per step
+        self.layers = mlp_layers(model, self.params)  # None unless the model is the book's MLP
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         if task.index == len(self.stream) - 1:  # the last task's memory would never be used

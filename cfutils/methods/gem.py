@@ -26,8 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import TaskStream
-from ..gradients import memory_grads, mlp_layers, mlp_memory_grads
+from ..gradients import memory_grads, mlp_memory_grads
 from ..repro import check_float
 from .episodic import EpisodicProjection
 
@@ -40,14 +39,16 @@ except ImportError:  # reported when a GEM is built, so importing cfutils.method
 def solve_dual(GGt: torch.Tensor, Gg: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
     r""":math:`v^* = \arg\min_{v\ge\gamma} \frac12 v^\top GG^\top v + (Gg)^\top v` by quadprog.
 
-    A ridge of :math:`10^{-10}\,\mathrm{tr}(GG^\top)` keeps the matrix positive definite when memory
-    gradients are parallel.
+    Rounding can leave a Gram matrix of (nearly) parallel rows slightly indefinite; it is lifted by
+    its most negative eigenvalue, if any, plus a ridge of :math:`10^{-10}\,\mathrm{tr}(GG^\top)`,
+    so that quadprog always gets a positive definite matrix.
     """
-    P, q = GGt.double().cpu().numpy(), Gg.double().cpu().numpy()
+    P, q = GGt.double().numpy(), Gg.double().numpy()
     eye = np.eye(len(q))
+    lift = max(0.0, -np.linalg.eigvalsh(P)[0]) + 1e-10 * P.trace()
     # quadprog.solve_qp(P, a, C, b) minimises 1/2 v'Pv - a'v subject to C'v >= b
-    v = quadprog.solve_qp(P + 1e-10 * P.trace() * eye, -q, eye, np.full(len(q), float(margin)))[0]
-    return torch.from_numpy(v).to(Gg)
+    v = quadprog.solve_qp(P + lift * eye, -q, eye, np.full(len(q), float(margin)))[0]
+    return torch.from_numpy(v)
 
 
 class GEM(EpisodicProjection):
@@ -67,10 +68,6 @@ class GEM(EpisodicProjection):
         super().__init__(memory_per_task, record, seed, project)
         self.margin = margin
 
-    def setup(self, model: nn.Module, stream: TaskStream) -> None:
-        super().setup(model, stream)
-        self.layers = mlp_layers(model, self.params)  # None unless the model is the book's MLP
-
     def references(self, model: nn.Module, params: list[nn.Parameter]) -> torch.Tensor:
         """:math:`g_k` for every past task: for an MLP all memories in one pass with the
         back-propagation written out, otherwise one autograd pass per task's memory."""
@@ -80,16 +77,14 @@ class GEM(EpisodicProjection):
         return memory_grads(model, params, self.loss, self.memories())
 
     def project(self, g: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-        r""":math:`\tilde g = g + G^\top v^*` if a constraint is violated, else :math:`g`.
+        r""":math:`\tilde g = g + G^\top D v^*` if a constraint is violated, else :math:`g`.
 
         The constraints :math:`\langle z, g_k\rangle \ge 0` do not depend on the length of each
-        :math:`g_k`, so the QP is solved with unit-length rows :math:`DG`: a memory the network has
-        nearly fitted (a tiny :math:`g_k`) then counts as much as the others (the margin applies to
-        unit-length references). The QR factorisation :math:`G^\top = QR` gives :math:`G = LQ^\top`
-        with :math:`L = R^\top` (:math:`t \times t`), so the dual needs only
-        :math:`(DL)(DL)^\top` and :math:`DL\,(Q^\top g)`, set up in float64 without squaring
-        :math:`G`'s condition number, and :math:`\tilde g = g + Q\,(DL)^\top v^*`: where nearly
-        opposite rows make :math:`v^*` large, the cancellation happens in :math:`t` dimensions.
+        :math:`g_k`, so the QP is solved with unit-length rows :math:`DG`,
+        :math:`D = \mathrm{diag}(1/\lVert g_k\rVert)`: a memory the network has nearly fitted (a
+        tiny :math:`g_k`) then counts as much as the others, and the dual's matrix
+        :math:`DGG^\top D` holds the cosines between the references (the margin applies to
+        unit-length references). One :math:`t\times P` product gives :math:`GG^\top`.
         """
         Gg = G @ g
         if bool((Gg >= 0).all()):
@@ -97,8 +92,7 @@ class GEM(EpisodicProjection):
         if len(G) == 1:  # one variable: v* = max(γ, -<g_1/|g_1|, g>), A-GEM's formula when γ = 0
             norm = G[0].norm()
             return g + (torch.clamp(-Gg[0] / norm, min=self.margin) / norm) * G[0]
-        Q, R = torch.linalg.qr(G.T)
-        L = R.T.double()
-        unit = L / L.norm(dim=1, keepdim=True).clamp_min(torch.finfo(L.dtype).tiny)  # DL
-        v = solve_dual(unit @ unit.T, unit @ (Q.T @ g).double(), self.margin)
-        return torch.addmv(g, Q, (unit.T @ v).to(g.dtype))
+        gram = (G @ G.T).double()
+        d = gram.diagonal().sqrt().clamp_min(torch.finfo(G.dtype).tiny)  # the norms
+        v = solve_dual(gram / torch.outer(d, d), Gg.double() / d, self.margin)
+        return torch.addmv(g, G.T, (v / d).to(g.dtype))
