@@ -49,5 +49,5 @@ class AGEM(EpisodicProjection):
         r""":math:`g - \frac{\langle g, g_{\text{ref}}\rangle}{\lVert g_{\text{ref}}\rVert^2}
         g_{\text{ref}}` if :math:`\langle g, g_{\text{ref}}\rangle < 0`, else :math:`g`."""
         ref = G[0]
-        dot = g @ ref
-        return g if bool(dot >= 0) else g - (dot / (ref @ ref)) * ref
+        dot = float(g @ ref)
+        return g if dot >= 0 else g.add(ref, alpha=-dot / float(ref @ ref))

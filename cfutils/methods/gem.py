@@ -90,8 +90,8 @@ class GEM(EpisodicProjection):
         if bool((Gg >= 0).all()):
             return g
         if len(G) == 1:  # one variable: v* = max(γ, -<g_1/|g_1|, g>), A-GEM's formula when γ = 0
-            norm = G[0].norm()
-            return g + (torch.clamp(-Gg[0] / norm, min=self.margin) / norm) * G[0]
+            norm = float(G[0].norm())
+            return g.add(G[0], alpha=max(self.margin, -float(Gg[0]) / norm) / norm)
         gram = (G @ G.T).double()
         d = gram.diagonal().sqrt().clamp_min(torch.finfo(G.dtype).tiny)  # the norms
         v = solve_dual(gram / torch.outer(d, d), Gg.double() / d, self.margin)
