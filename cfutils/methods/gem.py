@@ -43,12 +43,12 @@ def solve_dual(GGt: torch.Tensor, Gg: torch.Tensor, margin: float = 0.0) -> torc
     its most negative eigenvalue, if any, plus a ridge of :math:`10^{-10}\,\mathrm{tr}(GG^\top)`,
     so that quadprog always gets a positive definite matrix.
     """
-    P, q = GGt.double().numpy(), Gg.double().numpy()
+    P, q = GGt.double().cpu().numpy(), Gg.double().cpu().numpy()
     eye = np.eye(len(q))
     lift = max(0.0, -np.linalg.eigvalsh(P)[0]) + 1e-10 * P.trace()
     # quadprog.solve_qp(P, a, C, b) minimises 1/2 v'Pv - a'v subject to C'v >= b
     v = quadprog.solve_qp(P + lift * eye, -q, eye, np.full(len(q), float(margin)))[0]
-    return torch.from_numpy(v)
+    return torch.from_numpy(v).to(Gg)
 
 
 class GEM(EpisodicProjection):
