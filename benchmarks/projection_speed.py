@@ -5,8 +5,9 @@
 Permuted Fashion-MNIST (domain-IL), MLP 784-100-100-10 (the GEM paper's), plain SGD, one torch
 thread, batch 10 (the GEM protocol) and 128. For each number k of past tasks, every method is first
 trained on tasks 1..k (so it holds k tasks' memories, bases or constraints); then the methods take
-training steps of task k+1 in turn, one each per round, and a method's time is the median CPU time of
-its steps (``interleave.py``: taking turns keeps the ratios stable on a shared machine).
+training steps of task k+1 in turns of five steps (the first of each turn not counted), and a
+method's time is the median CPU time of its steps (``interleave.py``: taking turns keeps the ratios
+stable on a shared machine).
 
 Targets (relative to fine-tuning): GEM <= 1 + k c with k past tasks, A-GEM <= 1 + 1.5 c, where c is
 the cost of a fine-tuning step on a batch as large as the memory batch (GEM: samples per task;
